@@ -1,0 +1,47 @@
+# mmtrain developer targets. `make help` lists them.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch pair to install first. Empty it for PyPI's default build: make install TORCH_PINS=
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: help install test test-slow lint format demo bench bench-eval bench-data bench-caption bench-train clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(if $(strip $(TORCH_PINS)),$(BIN)/pip install -q $(TORCH_PINS))
+	$(BIN)/pip install -q -e '.[dev]' $(TORCH_PINS)
+	touch $@
+
+install: $(STAMP) ## Create .venv and install mmtrain with dev tools (idempotent)
+
+test: $(STAMP) ## Run the test suite (fast part)
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+
+test-slow: $(STAMP) ## Run the slow tests
+	$(BIN)/python -m pytest -m "slow and not gpu" -q
+
+lint: $(STAMP) ## Lint with ruff
+	$(BIN)/ruff check mmtrain tests scripts
+	$(BIN)/ruff format --check mmtrain tests scripts
+
+format: $(STAMP) ## Format with ruff
+	$(BIN)/ruff check --fix mmtrain tests scripts
+	$(BIN)/ruff format mmtrain tests scripts
+
+demo: $(STAMP) ## Preprocess shapes, train, evaluate on test, caption a few images
+	DEMO_OUT=$(DEMO_OUT) bash scripts/demo.sh
+
+bench-eval: $(STAMP) ## Benchmark metrics against pycocoevalcap
+	$(BIN)/python scripts/bench_eval.py
+
+bench: bench-eval ## Run all benchmarks
+
+clean: ## Remove run outputs (keeps .venv)
+	rm -rf runs outputs multirun

@@ -1,0 +1,3 @@
+"""mmtrain: train and evaluate multimodal image-text models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from mmtrain.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,70 @@
+"""The ``mmtrain`` console script: ``mmtrain COMMAND [hydra overrides...]``.
+
+The command picks a primary config (``configs/COMMAND.yaml``); everything after it is handed to Hydra, so
+``--help``, ``--cfg job``, ``-m`` (multirun) and overrides behave as in any Hydra app. This module imports
+nothing heavy: ``mmtrain --help`` and ``mmtrain eval results=...`` start without torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+# command -> (module with run(cfg), one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "preprocess": ("mmtrain.commands.preprocess", "validate, clean and store a dataset (COCO, shapes, ...)"),
+    "fit": ("mmtrain.commands.fit", "train a captioner on a preprocessed store"),
+    "eval": ("mmtrain.commands.eval", "score a checkpoint on a split, or a COCO results file (BLEU, ROUGE-L, CIDEr)"),
+    "caption": ("mmtrain.commands.caption", "caption image files or folders with a trained model"),
+    "export": ("mmtrain.commands.export", "write a portable bundle (safetensors, config, tokenizer, card)"),
+}
+
+USAGE = """usage: mmtrain COMMAND [OVERRIDES...] [--help] [--cfg job]
+
+Train and evaluate image-text models. Everything after COMMAND is a Hydra override
+(key=value, group=option, +new.key=value).
+
+commands:
+{commands}
+
+Examples:
+  mmtrain preprocess data=shapes out=runs/shapes-data
+  mmtrain fit data.store=runs/shapes-data out=runs/fit1
+  mmtrain eval ckpt=runs/fit1/checkpoints/best.ckpt split=test
+  mmtrain eval results=results.json references=captions_val2014.json out=runs/eval1
+  mmtrain caption ckpt=runs/fit1/checkpoints/best.ckpt inputs=[photos/]
+
+`mmtrain COMMAND --help` shows that command's config groups and options.
+Add debug=true to any command for full tracebacks.
+"""
+
+
+def usage() -> str:
+    lines = "\n".join(f"  {name:<11} {text}" for name, (_, text) in COMMANDS.items())
+    return USAGE.format(commands=lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a command through Hydra; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from mmtrain import __version__
+
+        print(f"mmtrain {__version__}")
+        return 0
+    command, overrides = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"mmtrain: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    from mmtrain.commands import run_hydra
+
+    return run_hydra(command, COMMANDS[command][0], overrides)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""One thin module per command. Each exposes ``run(cfg) -> dict | None``; :func:`run_hydra` wires it to Hydra."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mmtrain.errors import EXIT_OK, UserError
+
+log = logging.getLogger("mmtrain")
+
+
+def run_hydra(command: str, module_name: str, overrides: list[str]) -> int:
+    """Run ``module.run(cfg)`` under ``hydra.main`` with the command's primary config; map errors to exit codes."""
+    import hydra
+    from omegaconf import DictConfig
+
+    from mmtrain.cli import CONFIG_DIR
+
+    outcome = {"code": EXIT_OK}
+
+    def task(cfg: DictConfig) -> None:
+        outcome["code"] = _run_task(command, module_name, cfg)
+
+    old_argv = sys.argv
+    sys.argv = [f"mmtrain {command}", *overrides]
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    try:
+        hydra.main(config_path=str(CONFIG_DIR), config_name=command, version_base="1.3")(task)()
+    except SystemExit as exc:  # hydra exits 1 on config errors after printing them
+        return int(exc.code or 0)
+    finally:
+        sys.argv = old_argv
+    return outcome["code"]
+
+
+def _run_task(command: str, module_name: str, cfg) -> int:
+    debug = bool(cfg.get("debug", False))
+    try:
+        _save_resolved_config(cfg)
+        module = importlib.import_module(module_name)
+        module.run(cfg)
+        return EXIT_OK
+    except UserError as err:
+        if debug:
+            raise
+        print(f"mmtrain {command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"mmtrain {command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - config errors from instantiate read better without our frames
+        from omegaconf.errors import OmegaConfBaseException
+
+        if isinstance(err, OmegaConfBaseException) and not debug:
+            print(f"mmtrain {command}: config error: {str(err).splitlines()[0]}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _save_resolved_config(cfg) -> None:
+    """Save the resolved config as ``config.yaml`` beside the run's outputs (atomically)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from mmtrain.io import write_text
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

@@ -1,0 +1,86 @@
+"""mmtrain eval: caption a split with a model and score it, or score a COCO results file (no torch)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mmtrain.errors import UserError
+
+log = logging.getLogger("mmtrain.eval")
+
+
+def _score_files(cfg: DictConfig, results: Path, references: Path) -> dict:
+    from mmtrain.metrics.evaluate import evaluate_files
+
+    return evaluate_files(
+        results,
+        references,
+        Path(cfg.out),
+        allow_partial=bool(cfg.allow_partial),
+        compare=cfg.compare,
+        meteor=cfg.meteor,
+        spice_jar=cfg.spice_jar,
+        bootstrap=int(cfg.bootstrap),
+    )
+
+
+def _caption_split(cfg: DictConfig) -> tuple[Path, Path, Path]:
+    """Generate captions for ``cfg.split`` with ``cfg.ckpt``; return (results file, references file, store)."""
+    import torch
+    from hydra.utils import instantiate
+
+    from mmtrain.data.datamodule import CaptionDataModule
+    from mmtrain.io import write_json
+    from mmtrain.models.loading import load_model
+    from mmtrain.progress import progress_bar
+
+    model = load_model(cfg.ckpt)
+    store = Path(cfg.store or model.extra.get("store") or "")
+    if not (store / f"references_{cfg.split}.json").is_file():
+        raise UserError(f"{store}: no '{cfg.split}' split in this store (set store=PATH or split=val|test)")
+    data = CaptionDataModule(store=str(store), eval_batch_size=int(cfg.batch_size))
+    decoding = model.decoding if cfg.use_checkpoint_decoding else instantiate(cfg.decoding)
+    results = []
+    loader = data.loader(cfg.split)
+    with torch.inference_mode(), progress_bar(f"captioning {cfg.split}", len(loader.dataset)) as advance:
+        for batch in loader:
+            captions = model.caption(batch.images, decoding)
+            results += [
+                {"image_id": i, "caption": c[0]} for i, c in zip(batch.image_ids.tolist(), captions, strict=True)
+            ]
+            advance(len(captions))
+    path = Path(cfg.out) / f"results_{cfg.split}.json"
+    write_json(path, results)
+    return path, store / f"references_{cfg.split}.json", store
+
+
+def _add_scene_accuracy(metrics: dict, results: Path, scenes_path: Path, out: Path) -> None:
+    from mmtrain.data.shapes import load_scenes, scene_accuracy
+    from mmtrain.io import write_json
+
+    candidates = {r["image_id"]: r["caption"] for r in json.loads(results.read_text(encoding="utf-8"))}
+    metrics["scene_accuracy"] = scene_accuracy(candidates, load_scenes(scenes_path))
+    write_json(out / "metrics.json", metrics)
+
+
+def run(cfg: DictConfig) -> dict:
+    if cfg.ckpt and cfg.results:
+        raise UserError("give either ckpt=... (caption and score a split) or results=... references=..., not both")
+    if cfg.results:
+        if not cfg.references:
+            raise UserError("results=... needs references=COCO_CAPTIONS_JSON")
+        metrics = _score_files(cfg, Path(cfg.results), Path(cfg.references))
+    elif cfg.ckpt:
+        results, references, store = _caption_split(cfg)
+        metrics = _score_files(cfg, results, references)
+        if (store / f"scenes_{cfg.split}.json").is_file():
+            _add_scene_accuracy(metrics, results, store / f"scenes_{cfg.split}.json", Path(cfg.out))
+    else:
+        raise UserError("nothing to evaluate: give ckpt=PATH [split=test] or results=FILE references=FILE")
+    headline = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+    print(json.dumps(headline))
+    return metrics

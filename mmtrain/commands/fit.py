@@ -1,0 +1,97 @@
+"""mmtrain fit: train a captioner on a preprocessed store; keeps the best (val CIDEr-D) and last checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mmtrain.errors import UserError
+
+log = logging.getLogger("mmtrain.fit")
+
+
+def _resume_path(cfg: DictConfig, out: Path) -> str | None:
+    if not cfg.resume:
+        return None
+    path = out / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
+    if not path.is_file():
+        raise UserError(f"{path}: no checkpoint to resume from")
+    return str(path)
+
+
+def _val_scenes(cfg: DictConfig, store: Path):
+    if not cfg.data.get("scenes") or not (store / "scenes_val.json").is_file():
+        return None
+    from mmtrain.data.shapes import load_scenes
+
+    return load_scenes(store / "scenes_val.json")
+
+
+def build_module(cfg: DictConfig, datamodule):
+    """The LightningModule for ``cfg``, with a freshly initialised captioner."""
+    from hydra.utils import instantiate
+
+    from mmtrain.models.build import build_captioner
+    from mmtrain.training.module import CaptionModule
+
+    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    captioner = build_captioner(model_config, datamodule.tokenizer.vocab_size)
+    return CaptionModule(
+        captioner=captioner,
+        tokenizer=datamodule.tokenizer,
+        model_config=model_config,
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        total_steps=int(cfg.trainer.max_steps),
+        label_smoothing=float(cfg.objective.label_smoothing),
+        decoding=instantiate(cfg.val_decoding),
+        references=datamodule.references("val"),
+        scenes=_val_scenes(cfg, datamodule.store),
+        extra={
+            "store": str(datamodule.store.resolve()),
+            "data": str(cfg.data.name),
+            "resize": datamodule.manifest.get("resize", {"size": datamodule.manifest["image_size"]}),
+        },
+    )
+
+
+def build_trainer(cfg: DictConfig, out: Path):
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor="val/CIDEr", mode="max", save_last=True, save_top_k=1
+    )
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return pl.Trainer(
+        **trainer_args,
+        default_root_dir=str(out),
+        callbacks=[checkpoint],
+        logger=CSVLogger(str(out), name="logs", version=""),
+        enable_model_summary=True,
+    )
+
+
+def run(cfg: DictConfig) -> dict:
+    import pytorch_lightning as pl
+    import torch
+    from hydra.utils import instantiate
+
+    from mmtrain.io import write_json
+
+    torch.set_float32_matmul_precision("high")
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    out = Path(cfg.out)
+    datamodule = instantiate(cfg.datamodule)
+    module = build_module(cfg, datamodule)
+    trainer = build_trainer(cfg, out)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = trainer.checkpoint_callback.best_model_path
+    summary = {"out": str(out), "best_checkpoint": best, "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
+    summary.update({"global_step": trainer.global_step, "metrics": metrics})
+    write_json(out / "fit_summary.json", summary)
+    log.info("best checkpoint: %s", best)
+    return summary

@@ -1,0 +1,152 @@
+"""Batches from the store: a LightningDataModule over LitData streaming datasets.
+
+Training streams ``OUT/train`` with a seeded shuffle; each image contributes ``captions_per_image`` captions chosen by
+a generator seeded from (seed, epoch, image_id), so an epoch is the same whether it ran whole or was resumed. The
+``StreamingDataLoader`` carries its position in its state, which Lightning saves in checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from mmtrain.data.store import require_store
+from mmtrain.data.text import PAD_ID, Tokenizer
+
+
+@dataclass
+class Batch:
+    """A training or evaluation batch.
+
+    Attributes:
+        images: uint8 images (B, 3, H, W); the model normalises them.
+        image_ids: (B,) ids.
+        input_ids: (B*C, T) token ids, C captions per image in consecutive rows; None at eval.
+        captions_per_image: C.
+    """
+
+    images: Tensor
+    image_ids: Tensor
+    input_ids: Tensor | None = None
+    captions_per_image: int = 1
+
+    def to(self, device: torch.device) -> Batch:
+        move = (lambda t: t.to(device, non_blocking=True)) if device.type != "cpu" else (lambda t: t)
+        ids = None if self.input_ids is None else move(self.input_ids)
+        return Batch(move(self.images), move(self.image_ids), ids, self.captions_per_image)
+
+
+class CaptionDataset:
+    """Wraps a store split: yields (image_id, image (H,W,3) uint8, token id lists)."""
+
+    def __init__(
+        self, split_dir: Path, tokenizer: Tokenizer | None, *, shuffle: bool, seed: int, captions: int, max_len: int
+    ) -> None:
+        from litdata import StreamingDataset
+
+        self.stream = StreamingDataset(str(split_dir), shuffle=shuffle, seed=seed, drop_last=False)
+        self.tokenizer, self.seed, self.captions, self.max_len = tokenizer, seed, captions, max_len
+
+    def pick_captions(self, image_id: int, captions: list[str]) -> list[list[int]]:
+        rng = random.Random(hash((self.seed, int(getattr(self.stream, "current_epoch", 0)), image_id)))
+        chosen = (
+            rng.sample(captions, self.captions)
+            if len(captions) >= self.captions
+            else rng.choices(captions, k=self.captions)
+        )
+        return [self.tokenizer.encode(c, max_len=self.max_len) for c in chosen]
+
+
+def collate(items: list[dict], dataset: CaptionDataset) -> Batch:
+    """Stack images as uint8 (B, 3, H, W) and pad token ids to the longest caption."""
+    images = torch.from_numpy(np.stack([item["image"] for item in items])).permute(0, 3, 1, 2)  # (B, 3, H, W)
+    image_ids = torch.tensor([int(item["image_id"]) for item in items])
+    if dataset.tokenizer is None:
+        return Batch(images.contiguous(), image_ids)
+    rows = [ids for item in items for ids in dataset.pick_captions(int(item["image_id"]), json.loads(item["captions"]))]
+    input_ids = torch.full((len(rows), max(map(len, rows))), PAD_ID, dtype=torch.long)
+    for i, ids in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+    return Batch(images.contiguous(), image_ids, input_ids, dataset.captions)
+
+
+class _Collator:
+    def __init__(self, dataset: CaptionDataset) -> None:
+        self.dataset = dataset
+
+    def __call__(self, items: list[dict]) -> Batch:
+        return collate(items, self.dataset)
+
+
+class CaptionDataModule(pl.LightningDataModule):
+    """Loaders over a preprocessed store.
+
+    Args:
+        store: folder written by ``mmtrain preprocess``.
+        batch_size: images per batch (each with ``captions_per_image`` captions in training).
+        captions_per_image: captions per image per training step.
+        max_caption_len: token ids per caption, bos and eos included.
+        num_workers: loader processes (0 reads in the training process, often fastest for small images).
+        seed: shuffle seed.
+        eval_batch_size: images per batch in validation and test.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: str,
+        batch_size: int = 64,
+        captions_per_image: int = 1,
+        max_caption_len: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        eval_batch_size: int = 128,
+    ) -> None:
+        super().__init__()
+        self.store, self.manifest = require_store(store)
+        self.tokenizer = Tokenizer(self.store / "tokenizer.model")
+        self.batch_size, self.captions, self.max_len = batch_size, captions_per_image, max_caption_len
+        self.num_workers, self.seed, self.eval_batch_size = num_workers, seed, eval_batch_size
+
+    def references(self, split: str) -> dict[int, list[str]]:
+        """Raw reference captions of ``split`` by image id, for metrics."""
+        data = json.loads((self.store / f"references_{split}.json").read_text(encoding="utf-8"))
+        refs: dict[int, list[str]] = {image["id"]: [] for image in data["images"]}
+        for ann in data["annotations"]:
+            refs[ann["image_id"]].append(ann["caption"])
+        return refs
+
+    def _loader(self, split: str, *, train: bool):
+        from litdata import StreamingDataLoader
+
+        tokenizer = self.tokenizer if train else None
+        dataset = CaptionDataset(
+            self.store / split, tokenizer, shuffle=train, seed=self.seed, captions=self.captions, max_len=self.max_len
+        )
+        return StreamingDataLoader(
+            dataset.stream,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            num_workers=self.num_workers,
+            collate_fn=_Collator(dataset),
+            drop_last=train,
+        )
+
+    def train_dataloader(self):
+        return self._loader("train", train=True)
+
+    def val_dataloader(self):
+        return self._loader("val", train=False)
+
+    def test_dataloader(self):
+        return self._loader("test", train=False)
+
+    def loader(self, split: str):
+        """An evaluation loader for any split."""
+        return self._loader(split, train=False)

@@ -1,0 +1,37 @@
+"""Expand caption inputs (files, folders, globs, list files) into image paths, in a stable order."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image paths for ``inputs`` and the inputs that matched nothing, as ``(input, reason)``.
+
+    A ``.txt`` file lists one path per line (blank lines and ``#`` comments skipped), relative to the list's folder.
+    Folders are searched recursively for image suffixes; globs are expanded. Duplicates are dropped.
+    """
+    found: list[Path] = []
+    missing: list[tuple[str, str]] = []
+    for item in inputs:
+        path = Path(item)
+        if any(ch in item for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            found += matches or []
+            if not matches:
+                missing.append((item, "glob matched no file"))
+        elif path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.suffix.lower() == ".txt" and path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    entry = Path(line) if Path(line).is_absolute() else path.parent / line
+                    found.append(entry)
+        else:
+            found.append(path)  # a missing file is reported when it is read
+    unique = list(dict.fromkeys(found))
+    return unique, missing

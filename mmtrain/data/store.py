@@ -1,0 +1,93 @@
+"""The training store: one LitData-optimised folder per split, a tokenizer, COCO ground truth and a manifest.
+
+Layout of ``OUT``::
+
+    manifest.json          written last: a store without it (or with another config hash) is not complete
+    rejected.jsonl         one line per rejected image: split, image_id, file, reason
+    tokenizer.model        SentencePiece, trained on the train split only
+    {split}/               LitData chunks + index.json; items {image_id, image (H,W,3) uint8, captions (JSON list)}
+    references_{split}.json  COCO captions ground truth with the raw captions, for metrics
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from mmtrain.errors import UserError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def config_hash(config: dict) -> str:
+    """Stable hash of the settings that change the stored bytes."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_manifest(out_dir: Path) -> dict | None:
+    """The manifest of a complete store, or None when there is none yet."""
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: corrupt manifest ({err.msg}); delete the folder and preprocess again") from None
+
+
+def write_split(out_dir: Path, split: str, items: Iterable[tuple[int, np.ndarray, list[str]]]) -> str:
+    """Write one split's items into ``out_dir/split`` atomically (a temporary folder, then a rename).
+
+    Returns:
+        The sha256 checksum of the stored samples, in order.
+    """
+    from litdata.streaming.writer import BinaryWriter
+
+    final, tmp = out_dir / split, out_dir / f".tmp-{split}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    writer = BinaryWriter(str(tmp), chunk_bytes="64MB")
+    digest = hashlib.sha256()
+    for index, (image_id, image, captions) in enumerate(items):
+        text = json.dumps(captions, ensure_ascii=False)
+        digest.update(f"{image_id}|{image.shape}|{text}|".encode())
+        digest.update(image.tobytes())
+        writer.add_item(index, {"image_id": int(image_id), "image": image, "captions": text})
+    writer.done()
+    writer.merge()
+    if not (tmp / "index.json").is_file():  # an empty split still needs a readable (empty) folder
+        tmp.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return digest.hexdigest()
+
+
+def require_store(store_dir: str | Path) -> tuple[Path, dict]:
+    """Check that ``store_dir`` holds a complete preprocessed store; return its path and manifest."""
+    path = Path(store_dir)
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise UserError(f"{path}: no complete preprocessed store here (manifest.json missing); run mmtrain preprocess")
+    return path, manifest
+
+
+def coco_references(samples: list[tuple[int, str, list[str]]], description: str) -> dict:
+    """COCO captions ground truth for ``(image_id, file, raw captions)`` rows."""
+    images, annotations = [], []
+    for image_id, file, captions in samples:
+        images.append({"id": image_id, "file_name": file})
+        for caption in captions:
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "caption": caption})
+    return {
+        "info": {"description": description},
+        "licenses": [],
+        "type": "captions",
+        "images": images,
+        "annotations": annotations,
+    }

@@ -1,0 +1,86 @@
+"""The captioner: encoder -> fusion -> decoder, plus an optional contrastive head."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from mmtrain.models.decoder import KVCache, TransformerDecoder, init_weights
+from mmtrain.models.encoders import TimmEncoder
+from mmtrain.models.fusion.base import FusionOutput
+
+
+class CaptionerOutput(NamedTuple):
+    logits: Tensor  # (B*C, T, V)
+    fused: FusionOutput
+
+
+class Captioner(nn.Module):
+    """Composes an image encoder, a fusion module and a decoder LM.
+
+    ``fusion`` and ``decoder`` arrive as partials and are completed here with the dimensions only known at build
+    time (encoder width and token count, vocabulary size), so configs never repeat a number.
+
+    Args:
+        encoder: the image encoder.
+        fusion: partial of a fusion module taking ``in_dim``, ``d_model`` and ``num_tokens``.
+        decoder: partial of :class:`TransformerDecoder` taking ``vocab_size`` and ``cross_attention``.
+        vocab_size: tokenizer vocabulary size.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: TimmEncoder,
+        fusion: Callable[..., nn.Module],
+        decoder: Callable[..., TransformerDecoder],
+        vocab_size: int,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        probe_decoder = decoder(vocab_size=vocab_size, cross_attention=False)
+        d_model = probe_decoder.d_model
+        self.fusion = fusion(in_dim=encoder.out_dim, d_model=d_model, num_tokens=encoder.num_tokens)
+        self.decoder = decoder(vocab_size=vocab_size, cross_attention=self.fusion.uses_cross_attention)
+        self.vocab_size = vocab_size
+        init_weights(self.fusion)
+        init_weights(self.decoder)
+
+    def encode(self, images: Tensor) -> FusionOutput:
+        """Fuse images (B, 3, H, W) into what the decoder reads."""
+        return self.fusion(self.encoder(images))
+
+    def forward(self, images: Tensor, input_ids: Tensor, captions_per_image: int = 1) -> CaptionerOutput:
+        """Teacher-forced logits for ``input_ids`` (B*C, T); rows c*? are grouped: C consecutive rows per image."""
+        fused = self.encode(images)
+        return CaptionerOutput(self.decode(fused, input_ids, captions_per_image), fused)
+
+    def decode(self, fused: FusionOutput, input_ids: Tensor, group: int, cache: KVCache | None = None) -> Tensor:
+        """Decoder logits for ``input_ids`` given fused image inputs, ``group`` text rows per image."""
+        prefix = fused.prefix
+        if prefix is not None and group > 1:
+            prefix = prefix.repeat_interleave(group, dim=0)  # (B*G, P, D)
+        return self.decoder(
+            input_ids,
+            prefix=prefix,
+            memory=fused.memory,
+            group=group,
+            prefix_bidirectional=fused.prefix_bidirectional,
+            cache=cache,
+        )
+
+    def start(self, fused: FusionOutput, bos: Tensor, group: int) -> tuple[Tensor, KVCache]:
+        """Prefill the KV cache with the image and the bos token; return the next-token logits (N, V)."""
+        cache = KVCache()
+        logits = self.decode(fused, bos, group, cache)  # (N, 1, V)
+        return logits[:, -1], cache
+
+    @torch.no_grad()
+    def generate(self, images: Tensor, **decoding) -> list[list[list[int]]]:
+        """Token ids per image, ``num_return_sequences`` per image; see :mod:`mmtrain.models.generation`."""
+        from mmtrain.models.generation import generate
+
+        return generate(self, images, **decoding)

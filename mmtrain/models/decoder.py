@@ -1,0 +1,223 @@
+"""A transformer language model with tied embeddings, optional cross-attention and a KV cache.
+
+The decoder reads three things: token ids, an optional *prefix* (embeddings placed before the text, from prefix or
+early fusion) and an optional cross-attention *memory* (image tokens). Sequences that share one image are grouped:
+``group`` consecutive rows of the text batch belong to one memory row, and cross-attention folds them into the query
+axis instead of copying the memory, so beams and multiple captions per image never duplicate image keys/values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class KVCache:
+    """Per-layer self-attention keys/values plus cross-attention keys/values computed once per image."""
+
+    self_kv: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # each (N, H, L, dh)
+    cross_kv: list[tuple[Tensor, Tensor] | None] = field(default_factory=list)  # each (B, H, M, dh)
+    length: int = 0  # positions already cached (prefix + text)
+    group: int = 1  # text rows per memory row
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep rows ``index`` of the self-attention cache (beam search); cross K/V is per image, untouched."""
+        self.self_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_kv]
+
+
+class Attention(nn.Module):
+    """Multi-head attention over SDPA, usable as self- or cross-attention."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def split(self, x: Tensor) -> Tensor:
+        n, t, d = x.shape
+        return x.view(n, t, self.num_heads, d // self.num_heads).transpose(1, 2)  # (N, H, T, dh)
+
+    def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        k, v = self.kv(x).chunk(2, dim=-1)
+        return self.split(k), self.split(v)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = False) -> Tensor:
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)  # (N, H, T, dh)
+        n, h, t, dh = y.shape
+        return self.out(y.transpose(1, 2).reshape(n, t, h * dh))
+
+    def cross(self, x: Tensor, kv: tuple[Tensor, Tensor], group: int) -> Tensor:
+        """Cross-attend ``x`` (B*group, T, D) to per-image ``kv`` (B, H, M, dh) without copying the memory."""
+        k, v = kv
+        bg, t, d = x.shape
+        q = self.split(self.q(x))  # (B*G, H, T, dh)
+        q = q.view(bg // group, group, self.num_heads, t, -1).transpose(1, 2)  # (B, H, G, T, dh)
+        q = q.reshape(bg // group, self.num_heads, group * t, -1)  # (B, H, G*T, dh)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        y = y.view(bg // group, self.num_heads, group, t, -1).permute(0, 2, 3, 1, 4)  # (B, G, T, H, dh)
+        return self.out(y.reshape(bg, t, d))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: self-attention, optional cross-attention, MLP."""
+
+    def __init__(self, d_model: int, num_heads: int, mlp_ratio: float, dropout: float, cross_attention: bool) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.self_attn = Attention(d_model, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(d_model) if cross_attention else None
+        self.cross_attn = Attention(d_model, num_heads, dropout) if cross_attention else None
+        self.norm3 = nn.LayerNorm(d_model)
+        hidden = int(d_model * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model), nn.Dropout(dropout))
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+        cross_kv: tuple[Tensor, Tensor] | None,
+        group: int,
+    ) -> Tensor:
+        h = self.norm1(x)
+        q = self.self_attn.split(self.self_attn.q(h))  # (N, H, T, dh)
+        k, v = self.self_attn.keys_values(h)
+        if cache is not None:
+            if layer < len(cache.self_kv):
+                pk, pv = cache.self_kv[layer]
+                k, v = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
+                cache.self_kv[layer] = (k, v)
+            else:
+                cache.self_kv.append((k, v))
+        # A single new query attends to every cached position: no mask needed.
+        x = x + self.self_attn.attend(q, k, v, mask if x.shape[1] > 1 else None)
+        if self.cross_attn is not None and cross_kv is not None:
+            x = x + self.cross_attn.cross(self.norm2(x), cross_kv, group)
+        return x + self.mlp(self.norm3(x))
+
+
+class TransformerDecoder(nn.Module):
+    """Transformer LM with learned positions, tied input/output embeddings and an incremental step.
+
+    Args:
+        vocab_size: size of the tokenizer's vocabulary (completed by the captioner).
+        d_model: width.
+        num_layers: number of blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width over ``d_model``.
+        dropout: dropout in attention and MLP.
+        max_len: the longest prefix + caption, in positions.
+        cross_attention: add a cross-attention sublayer to every block (set by the fusion).
+    """
+
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        d_model: int = 256,
+        num_layers: int = 3,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.1,
+        max_len: int = 128,
+        cross_attention: bool = True,
+    ) -> None:
+        super().__init__()
+        self.d_model, self.max_len = d_model, max_len
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Embedding(max_len, d_model)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            DecoderLayer(d_model, num_heads, mlp_ratio, dropout, cross_attention) for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.normal_(self.pos.weight, std=0.01)
+
+    @property
+    def cross_attention(self) -> bool:
+        return self.layers[0].cross_attn is not None
+
+    def logits(self, h: Tensor) -> Tensor:
+        return F.linear(self.norm(h), self.embed.weight)  # tied output embedding
+
+    def cross_kv(self, memory: Tensor | None) -> list[tuple[Tensor, Tensor] | None]:
+        """Project ``memory`` (B, M, D) to each layer's cross-attention keys/values once."""
+        if memory is None or not self.cross_attention:
+            return [None] * len(self.layers)
+        return [layer.cross_attn.keys_values(memory) for layer in self.layers]
+
+    def _run(self, x: Tensor, mask: Tensor | None, cache: KVCache | None, cross: list, group: int) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, cache, i, cross[i], group)
+        return x
+
+    def _embed(self, input_ids: Tensor, prefix: Tensor | None, start: int) -> Tensor:
+        x = self.embed(input_ids)  # (N, T, D)
+        if prefix is not None:
+            x = torch.cat([prefix.to(x.dtype), x], dim=1)  # (N, P+T, D)
+        positions = torch.arange(start, start + x.shape[1], device=x.device)
+        if start + x.shape[1] > self.max_len:
+            raise ValueError(f"sequence of {start + x.shape[1]} positions exceeds decoder.max_len={self.max_len}")
+        return self.drop(x + self.pos(positions))
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        *,
+        prefix: Tensor | None = None,
+        memory: Tensor | None = None,
+        group: int = 1,
+        prefix_bidirectional: bool = False,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """Logits (N, T, V) for the text positions of ``input_ids`` (N, T).
+
+        ``prefix`` is (N, P, D) and ``memory`` (N/group, M, D). With ``cache`` the call is a prefill: it fills the
+        cache so that :meth:`step` can continue one token at a time.
+        """
+        p = 0 if prefix is None else prefix.shape[1]
+        x = self._embed(input_ids, prefix, 0)
+        mask = prefix_lm_mask(p, input_ids.shape[1], bidirectional=prefix_bidirectional, device=x.device)
+        cross = self.cross_kv(memory)
+        if cache is not None:
+            cache.cross_kv, cache.group, cache.length = cross, group, x.shape[1]
+        h = self._run(x, mask, cache, cross, group)
+        return self.logits(h[:, p:])
+
+    def step(self, input_ids: Tensor, cache: KVCache) -> Tensor:
+        """Logits (N, V) for one new token per row (N, 1), extending ``cache``."""
+        x = self._embed(input_ids, None, cache.length)
+        h = self._run(x, None, cache, cache.cross_kv, cache.group)
+        cache.length += 1
+        return self.logits(h[:, -1])
+
+
+def prefix_lm_mask(prefix_len: int, text_len: int, *, bidirectional: bool, device: torch.device) -> Tensor:
+    """Boolean attention mask (L, L), True where attention is allowed.
+
+    Text is causal; the prefix sees itself fully when ``bidirectional`` (prefix-LM, early fusion), else causally.
+    """
+    total = prefix_len + text_len
+    mask = torch.ones(total, total, dtype=torch.bool, device=device).tril()
+    if bidirectional and prefix_len:
+        mask[:prefix_len, :prefix_len] = True
+    return mask
+
+
+def init_weights(module: nn.Module) -> None:
+    """Truncated-normal init for linear layers, as in GPT-style LMs."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

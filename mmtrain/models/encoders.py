@@ -1,0 +1,91 @@
+"""Image encoders: any timm model by name, returning final-stage tokens (B, N, D)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mmtrain.errors import UserError
+
+
+class TimmEncoder(nn.Module):
+    """Wraps a timm model so that it maps images (B, 3, H, W) to tokens (B, N, D).
+
+    ViT-style models give their patch (and prefix) tokens; CNNs give their final feature grid flattened row-major.
+
+    Args:
+        model_name: any name ``timm.create_model`` accepts, e.g. ``vit_base_patch16_224`` or ``resnet50``.
+        pretrained: load timm's pretrained weights (from its hub; needs network or a warm cache).
+        checkpoint: a local weights file (safetensors, or a torch file read with ``weights_only=True``).
+        img_size: input resolution; ViT position embeddings are resized by timm.
+        freeze: ``"none"`` (train all), ``"all"``, or an int N to train only the last N blocks.
+        model_kwargs: extra constructor arguments passed to timm (depth, embed_dim, output_stride, ...).
+    """
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        pretrained: bool = False,
+        checkpoint: str | None = None,
+        img_size: int = 224,
+        freeze: str | int = "none",
+        model_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        import timm
+
+        kwargs = dict(model_kwargs or {})
+        if "vit" in model_name or "deit" in model_name or "eva" in model_name:
+            kwargs.setdefault("img_size", img_size)
+        if checkpoint:
+            kwargs["pretrained_cfg_overlay"] = {"file": str(checkpoint)}
+            if not Path(checkpoint).is_file():
+                raise UserError(f"{checkpoint}: encoder checkpoint not found")
+        try:
+            self.model = timm.create_model(
+                model_name, pretrained=pretrained or bool(checkpoint), num_classes=0, global_pool="", **kwargs
+            )
+        except RuntimeError as err:
+            if "Unknown model" in str(err):
+                raise UserError(f"encoder.model_name={model_name!r}: {err}") from None
+            raise
+        self.model_name, self.img_size = model_name, img_size
+        self.out_dim: int = self.model.num_features
+        with torch.no_grad():
+            self.num_tokens: int = self.forward(torch.zeros(1, 3, img_size, img_size)).shape[1]
+        self.data_config = timm.data.resolve_data_config({}, model=self.model)
+        self.set_freeze(freeze)
+
+    def set_freeze(self, freeze: str | int) -> None:
+        """Freeze everything, nothing, or all but the last N blocks (``blocks`` or ``stages`` in timm models)."""
+        if freeze in ("none", None, 0):
+            return
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if freeze == "all":
+            return
+        blocks = getattr(self.model, "blocks", None) or getattr(self.model, "stages", None)
+        if blocks is None:
+            blocks = [m for name, m in self.model.named_children() if name.startswith("layer")]
+        for block in list(blocks)[-int(freeze) :]:
+            for p in block.parameters():
+                p.requires_grad_(True)
+        for name in ("norm", "fc_norm", "head_norm"):
+            module = getattr(self.model, name, None)
+            if isinstance(module, nn.Module):
+                for p in module.parameters():
+                    p.requires_grad_(True)
+
+    @property
+    def frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.parameters())
+
+    def forward(self, images: Tensor) -> Tensor:
+        features = self.model.forward_features(images)
+        if features.ndim == 4:  # CNN grid (B, C, H, W)
+            return features.flatten(2).transpose(1, 2)  # (B, H*W, C)
+        return features  # (B, N, D)

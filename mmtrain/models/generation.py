@@ -1,0 +1,153 @@
+"""Decoding strategies over one incremental step function: greedy, beam search and sampling.
+
+All of them run batched on the decoder's KV cache. The image is encoded once; sequences that share an image
+(beams, samples) share its cross-attention keys/values (see ``KVCache.group``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mmtrain.data.text import BOS_ID, EOS_ID
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """How to decode. The same presets serve validation, eval, SCST and caption.
+
+    Attributes:
+        strategy: ``greedy``, ``beam`` or ``sample``.
+        max_len: most new tokens, eos included.
+        min_len: fewest new tokens before eos is allowed.
+        num_beams: beam width (beam).
+        length_penalty: beam scores are divided by ``length ** length_penalty``.
+        no_repeat_ngram_size: forbid repeating any n-gram of this size (0 disables).
+        temperature: softmax temperature (sample).
+        top_k: keep the k most likely tokens (sample; 0 disables).
+        top_p: nucleus mass (sample; 1.0 disables).
+        num_return_sequences: sequences returned per image.
+        seed: sampling seed (None: nondeterministic).
+        block_eos: never emit eos (benchmarks force a fixed number of steps with it).
+    """
+
+    strategy: str = "greedy"
+    max_len: int = 30
+    min_len: int = 1
+    num_beams: int = 3
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    num_return_sequences: int = 1
+    seed: int | None = 0
+    block_eos: bool = False
+
+
+def generate(model, images: Tensor, config: DecodingConfig | None = None, **overrides) -> list[list[list[int]]]:
+    """Decode ``images`` (B, 3, H, W) with ``model`` (a Captioner); token ids per image per returned sequence."""
+    config = config or DecodingConfig()
+    if overrides:
+        config = DecodingConfig(**{**config.__dict__, **overrides})
+    strategies = {"greedy": _greedy, "beam": _beam, "sample": _sample}
+    if config.strategy not in strategies:
+        raise ValueError(f"decoding.strategy must be one of {sorted(strategies)}, got {config.strategy!r}")
+    fused = model.encode(images)
+    return strategies[config.strategy](model, fused, images.shape[0], config)
+
+
+def _bos(n: int, device: torch.device) -> Tensor:
+    return torch.full((n, 1), BOS_ID, dtype=torch.long, device=device)
+
+
+def _constrain(logits: Tensor, step: int, history: Tensor | None, config: DecodingConfig) -> Tensor:
+    """Apply min length, eos blocking and no-repeat-ngram to next-token ``logits`` (N, V) in place."""
+    if config.block_eos or step < config.min_len - 1:
+        logits[:, EOS_ID] = float("-inf")
+    logits[:, BOS_ID] = float("-inf")
+    n = config.no_repeat_ngram_size
+    if n > 0 and history is not None and history.shape[1] >= n:
+        for row, banned in enumerate(_banned_ngram_tokens(history.tolist(), n)):
+            if banned:
+                logits[row, list(banned)] = float("-inf")
+    return logits
+
+
+def _banned_ngram_tokens(histories: list[list[int]], n: int) -> list[set[int]]:
+    """Tokens that would complete an n-gram already present in each history."""
+    banned = []
+    for tokens in histories:
+        tail = tuple(tokens[len(tokens) - n + 1 :]) if n > 1 else ()
+        seen = {tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i : i + n - 1]) == tail}
+        banned.append(seen)
+    return banned
+
+
+def _finish(tokens: Tensor, n_images: int, per_image: int) -> list[list[list[int]]]:
+    """Cut rows of ``tokens`` (N, T) at eos and group them per image."""
+    out: list[list[list[int]]] = [[] for _ in range(n_images)]
+    for row, seq in enumerate(tokens.tolist()):
+        out[row // per_image].append(seq[: seq.index(EOS_ID)] if EOS_ID in seq else seq)
+    return out
+
+
+def _run_to_end(model, fused, n_images: int, config: DecodingConfig, pick) -> list[list[list[int]]]:
+    """Shared loop of greedy and sampling: ``pick`` maps constrained logits (N, V) to next tokens (N,)."""
+    group = config.num_return_sequences
+    n = n_images * group
+    device = next(model.parameters()).device
+    logits, cache = model.start(fused, _bos(n, device), group)
+    tokens = torch.empty(n, 0, dtype=torch.long, device=device)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    for step in range(config.max_len):
+        next_token = pick(_constrain(logits.float(), step, tokens, config))  # (N,)
+        next_token = torch.where(done, torch.full_like(next_token, EOS_ID), next_token)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+        done |= next_token == EOS_ID
+        if bool(done.all()) or step == config.max_len - 1:
+            break
+        logits = model.decoder.step(next_token[:, None], cache)
+    return _finish(tokens, n_images, group)
+
+
+def _greedy(model, fused, n_images: int, config: DecodingConfig) -> list[list[list[int]]]:
+    return _run_to_end(model, fused, n_images, config, lambda logits: logits.argmax(dim=-1))
+
+
+def _sample(model, fused, n_images: int, config: DecodingConfig) -> list[list[list[int]]]:
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device)
+    if config.seed is not None:
+        generator.manual_seed(config.seed)
+    else:
+        generator.seed()
+
+    def pick(logits: Tensor) -> Tensor:
+        probs = torch.softmax(filter_logits(logits, config), dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    return _run_to_end(model, fused, n_images, config, pick)
+
+
+def filter_logits(logits: Tensor, config: DecodingConfig) -> Tensor:
+    """Temperature, top-k and top-p filtering of logits (N, V)."""
+    logits = logits / max(config.temperature, 1e-6)
+    if config.top_k > 0:
+        kth = torch.topk(logits, min(config.top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        remove = cumulative - torch.softmax(sorted_logits, dim=-1) > config.top_p  # keep the token crossing top_p
+        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+    return logits
+
+
+def _beam(model, fused, n_images: int, config: DecodingConfig) -> list[list[list[int]]]:
+    from mmtrain.models.beam import beam_search
+
+    return beam_search(model, fused, n_images, config)

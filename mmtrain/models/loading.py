@@ -1,0 +1,91 @@
+"""Load a trained model from a Lightning checkpoint or an exported bundle, without unpickling arbitrary objects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mmtrain.data.text import Tokenizer
+from mmtrain.errors import UserError
+from mmtrain.models.captioner import Captioner
+from mmtrain.models.generation import DecodingConfig
+
+
+@dataclass
+class LoadedModel:
+    """A captioner ready for inference, with what it needs to turn pixels into text."""
+
+    captioner: Captioner
+    tokenizer: Tokenizer
+    decoding: DecodingConfig
+    model_config: dict
+    extra: dict  # store path, metrics, ... as saved
+
+    @torch.no_grad()
+    def caption(self, images: torch.Tensor, decoding: DecodingConfig | None = None) -> list[list[str]]:
+        """Captions for uint8 images (B, 3, H, W): ``num_return_sequences`` strings per image."""
+        cfg = self.captioner.encoder.data_config
+        mean = torch.tensor(cfg["mean"], device=images.device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(cfg["std"], device=images.device).view(1, 3, 1, 1) * 255
+        sequences = self.captioner.generate((images.float() - mean) / std, config=decoding or self.decoding)
+        return [[self.tokenizer.decode(seq) for seq in seqs] for seqs in sequences]
+
+
+def _from_checkpoint(path: Path) -> LoadedModel:
+    from mmtrain.models.build import build_captioner
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
+        ) from None
+    meta = checkpoint.get("mmtrain") if isinstance(checkpoint, dict) else None
+    if not meta:
+        raise UserError(f"{path}: not an mmtrain checkpoint (no 'mmtrain' section)")
+    tokenizer = Tokenizer(bytes(meta["tokenizer"].numpy().tobytes()))
+    captioner = build_captioner(meta["model_config"], tokenizer.vocab_size, for_inference=True)
+    prefix = "captioner."
+    state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    _load_state(captioner, state, path)
+    decoding = DecodingConfig(**{k: v for k, v in meta.get("decoding", {}).items() if k != "_target_"})
+    return LoadedModel(captioner.eval(), tokenizer, decoding, meta["model_config"], dict(meta.get("extra", {})))
+
+
+def _from_bundle(path: Path) -> LoadedModel:
+    from safetensors.torch import load_file
+
+    from mmtrain.models.build import build_captioner
+
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    tokenizer = Tokenizer(path / "tokenizer.model")
+    captioner = build_captioner(config["model"], tokenizer.vocab_size, for_inference=True)
+    _load_state(captioner, load_file(str(path / "model.safetensors")), path)
+    decoding = DecodingConfig(**config.get("decoding", {}))
+    return LoadedModel(captioner.eval(), tokenizer, decoding, config["model"], config.get("extra", {}))
+
+
+def _load_state(captioner: Captioner, state: dict, path: Path) -> None:
+    try:
+        missing, unexpected = captioner.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches: a checkpoint from another config or tokenizer
+        first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err)[:160])
+        raise UserError(f"{path}: weights do not fit the model built from its config ({first})") from None
+    if missing or unexpected:
+        raise UserError(
+            f"{path}: weights do not fit the model built from its config "
+            f"({len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})"
+        )
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load a Lightning checkpoint (``.ckpt``) or an exported bundle folder."""
+    path = Path(path)
+    if path.is_dir() and (path / "model.safetensors").is_file():
+        return _from_bundle(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint file or bundle folder")
+    return _from_checkpoint(path)

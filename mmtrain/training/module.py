@@ -1,0 +1,127 @@
+"""The LightningModule: composes the captioner with its objectives, validation decoding and metrics."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmtrain.data.datamodule import Batch
+from mmtrain.data.text import PAD_ID, Tokenizer
+from mmtrain.models.captioner import Captioner
+from mmtrain.models.generation import DecodingConfig
+from mmtrain.training.optim import build_optimizer, warmup_cosine
+
+log = logging.getLogger(__name__)
+
+
+class CaptionModule(pl.LightningModule):
+    """Cross-entropy captioning with validation by decoding and CIDEr-D.
+
+    Args:
+        captioner: the model.
+        tokenizer: the store's tokenizer (decodes validation captions; saved into checkpoints).
+        model_config: the plain-dict config that rebuilds ``captioner`` (saved into checkpoints).
+        optim: lr, encoder_lr, weight_decay, betas, warmup_steps, min_lr_ratio.
+        total_steps: optimizer steps of the whole run, for the schedule.
+        label_smoothing: cross-entropy label smoothing.
+        decoding: validation decoding preset.
+        references: val references by image id (raw captions).
+        scenes: val scenes for the built-in dataset's scene checker, or None.
+        extra: plain values saved into checkpoints (e.g. the store path).
+    """
+
+    def __init__(
+        self,
+        *,
+        captioner: Captioner,
+        tokenizer: Tokenizer,
+        model_config: dict,
+        optim: dict,
+        total_steps: int,
+        label_smoothing: float = 0.0,
+        decoding: DecodingConfig | None = None,
+        references: dict[int, list[str]] | None = None,
+        scenes: dict | None = None,
+        extra: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.captioner, self.tokenizer, self.model_config = captioner, tokenizer, model_config
+        self.optim, self.total_steps, self.label_smoothing = dict(optim), total_steps, label_smoothing
+        self.decoding = decoding or DecodingConfig()
+        self.references, self.scenes, self.extra = references or {}, scenes, dict(extra or {})
+        mean = torch.tensor(captioner.encoder.data_config["mean"]).view(1, 3, 1, 1) * 255
+        std = torch.tensor(captioner.encoder.data_config["std"]).view(1, 3, 1, 1) * 255
+        self.register_buffer("pixel_mean", mean, persistent=False)
+        self.register_buffer("pixel_std", std, persistent=False)
+        self._candidates: dict[int, str] = {}
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 (B, 3, H, W) -> normalised float (B, 3, H, W)."""
+        return (images.float() - self.pixel_mean) / self.pixel_std
+
+    def caption_loss(self, batch: Batch) -> Tensor:
+        ids = batch.input_ids  # (B*C, T)
+        logits = self.captioner(self.normalize(batch.images), ids[:, :-1], batch.captions_per_image).logits
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            ids[:, 1:].reshape(-1),
+            ignore_index=PAD_ID,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss = self.caption_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.images.shape[0])
+        return loss
+
+    @torch.no_grad()
+    def generate_captions(self, images: Tensor, decoding: DecodingConfig | None = None) -> list[str]:
+        """Decode uint8 images to caption strings (first returned sequence per image)."""
+        sequences = self.captioner.generate(self.normalize(images), config=decoding or self.decoding)
+        return [self.tokenizer.decode(seqs[0]) for seqs in sequences]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        captions = self.generate_captions(batch.images)
+        self._candidates.update(zip(batch.image_ids.tolist(), captions, strict=True))
+
+    def on_validation_epoch_start(self) -> None:
+        self._candidates = {}
+
+    def on_validation_epoch_end(self) -> None:
+        from mmtrain.training.validation import validation_metrics
+
+        metrics = validation_metrics(self._candidates, self.references, self.scenes)
+        for name, value in metrics.items():
+            self.log(f"val/{name}", value, prog_bar=name in ("CIDEr", "scene_accuracy"))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.optim
+        optimizer = build_optimizer(
+            self.captioner,
+            lr=o["lr"],
+            encoder_lr=o.get("encoder_lr"),
+            weight_decay=o["weight_decay"],
+            betas=o.get("betas", (0.9, 0.999)),
+        )
+        schedule = functools.partial(
+            warmup_cosine,
+            warmup_steps=o["warmup_steps"],
+            total_steps=self.total_steps,
+            min_ratio=o.get("min_lr_ratio", 0.0),
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mmtrain"] = {
+            "model_config": self.model_config,
+            "tokenizer": torch.frombuffer(bytearray(self.tokenizer.model_bytes), dtype=torch.uint8).clone(),
+            "decoding": dict(self.decoding.__dict__),
+            "extra": self.extra,
+        }

@@ -1,0 +1,77 @@
+"""Shared fixtures: paths to the real data beside the project, Java detection, a tiny shapes store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+MMTRAIN = [sys.executable, "-m", "mmtrain.cli"]
+
+# Overrides that shrink every model to seconds on a CPU (32 px images, 1 layer, width 32).
+TINY_DATA = [
+    "data.source.prepare.splits={train:96,val:16,test:16}",
+    "data.source.prepare.image_size=32",
+    "data.resize.size=32",
+    "data.text.vocab_size=64",
+]
+TINY_MODEL = [
+    "encoder.model_kwargs.depth=1",
+    "encoder.model_kwargs.embed_dim=32",
+    "encoder.model_kwargs.num_heads=2",
+    "decoder.d_model=32",
+    "decoder.num_layers=1",
+    "decoder.num_heads=2",
+    "datamodule.batch_size=16",
+    "datamodule.eval_batch_size=16",
+    "trainer.max_steps=12",
+    "trainer.val_check_interval=6",
+    "trainer.log_every_n_steps=2",
+    "optim.warmup_steps=2",
+]
+
+
+def shared_data(name: str) -> Path:
+    """A folder of ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent (it lives beside the project root in ../shared/data)")
+    return path
+
+
+def java_available() -> bool:
+    return shutil.which("java") is not None
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``mmtrain ARGS`` in a subprocess, as a user would."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [*MMTRAIN, *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=environment
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """A preprocessed tiny shapes store (96/16/16 images at 32 px), made through the real CLI."""
+    base = tmp_path_factory.mktemp("tiny")
+    result = run_cli("preprocess", f"data.root={base / 'raw'}", f"out={base / 'store'}", *TINY_DATA)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return base / "store"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_store: Path, tmp_path_factory) -> Path:
+    """A checkpoint from a 12-step fit on the tiny store."""
+    out = tmp_path_factory.mktemp("fit")
+    result = run_cli("fit", f"data.store={tiny_store}", f"out={out}", *TINY_MODEL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "checkpoints" / "last.ckpt"

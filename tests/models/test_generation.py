@@ -1,0 +1,132 @@
+"""Decoder KV cache and decoding strategies on tiny models."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from mmtrain.data.text import EOS_ID
+from mmtrain.models.captioner import Captioner
+from mmtrain.models.decoder import TransformerDecoder
+from mmtrain.models.encoders import TimmEncoder
+from mmtrain.models.fusion.concat import ConcatFusion
+from mmtrain.models.fusion.cross_attention import CrossAttentionFusion
+from mmtrain.models.fusion.prefix import PrefixFusion
+from mmtrain.models.fusion.qformer import QFormerFusion
+from mmtrain.models.generation import DecodingConfig, generate
+
+FUSIONS = {
+    "cross_attention": functools.partial(CrossAttentionFusion),
+    "prefix": functools.partial(PrefixFusion, prefix_len=4, num_heads=2, num_layers=1),
+    "prefix_mlp": functools.partial(PrefixFusion, prefix_len=4, mapper="mlp"),
+    "concat": functools.partial(ConcatFusion),
+    "qformer": functools.partial(QFormerFusion, num_queries=4, num_heads=2, num_layers=1),
+}
+
+
+def tiny_captioner(fusion: str = "cross_attention", vocab: int = 40) -> Captioner:
+    torch.manual_seed(0)
+    encoder = TimmEncoder(
+        model_name="vit_tiny_patch16_224",
+        img_size=32,
+        model_kwargs={"patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2},
+    )
+    decoder = functools.partial(TransformerDecoder, d_model=32, num_layers=2, num_heads=2, dropout=0.0, max_len=64)
+    return Captioner(encoder=encoder, fusion=FUSIONS[fusion], decoder=decoder, vocab_size=vocab).eval()
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_incremental_decoding_equals_full_forward(fusion):
+    """The KV-cached step path gives the same logits as teacher forcing, for every fusion."""
+    model = tiny_captioner(fusion)
+    images, ids = torch.randn(3, 3, 32, 32), torch.randint(4, 40, (6, 9))
+    with torch.no_grad():
+        full = model(images, ids, captions_per_image=2).logits  # (6, 9, V)
+        first, cache = model.start(model.encode(images), ids[:, :1], 2)
+        steps = [first] + [model.decoder.step(ids[:, t : t + 1], cache) for t in range(1, 9)]
+    assert torch.allclose(full, torch.stack(steps, dim=1), atol=1e-5)
+
+
+def test_grouped_cross_attention_equals_copied_memory():
+    """Two captions per image through the grouped path equal the same rows with the memory copied."""
+    model = tiny_captioner()
+    images, ids = torch.randn(2, 3, 32, 32), torch.randint(4, 40, (4, 7))
+    with torch.no_grad():
+        grouped = model(images, ids, captions_per_image=2).logits
+        copied = model(images.repeat_interleave(2, dim=0), ids, captions_per_image=1).logits
+    assert torch.allclose(grouped, copied, atol=1e-5)
+
+
+def test_greedy_equals_beam_of_one():
+    model = tiny_captioner()
+    images = torch.randn(4, 3, 32, 32)
+    greedy = generate(model, images, DecodingConfig(strategy="greedy", max_len=10))
+    beam = generate(model, images, DecodingConfig(strategy="beam", num_beams=1, max_len=10, length_penalty=0.0))
+    assert greedy == beam
+
+
+def test_beam_is_batch_independent():
+    """An image gets the same beam result alone as in a batch."""
+    model = tiny_captioner()
+    images = torch.randn(3, 3, 32, 32)
+    config = DecodingConfig(strategy="beam", num_beams=4, max_len=8, num_return_sequences=2)
+    batched = generate(model, images, config)
+    alone = [generate(model, images[i : i + 1], config)[0] for i in range(3)]
+    assert batched == alone
+    assert all(len(seqs) == 2 for seqs in batched)
+
+
+def test_beam_finds_sequences_at_least_as_likely_as_greedy():
+    model = tiny_captioner()
+    images = torch.randn(4, 3, 32, 32)
+
+    def logprob(image: torch.Tensor, seq: list[int]) -> float:
+        ids = torch.tensor([[2, *seq, EOS_ID]])
+        with torch.no_grad():
+            logits = model(image[None], ids[:, :-1]).logits.log_softmax(-1)
+        return float(logits[0].gather(1, ids[0, 1:, None]).sum())
+
+    greedy = generate(model, images, DecodingConfig(strategy="greedy", max_len=6, block_eos=False))
+    beam = generate(model, images, DecodingConfig(strategy="beam", num_beams=5, max_len=6, length_penalty=0.0))
+    for i in range(4):
+        if len(greedy[i][0]) < 6 and len(beam[i][0]) < 6:  # both finished with eos
+            assert logprob(images[i], beam[i][0]) >= logprob(images[i], greedy[i][0]) - 1e-4
+
+
+def test_block_eos_and_min_len_control_length():
+    model = tiny_captioner()
+    images = torch.randn(2, 3, 32, 32)
+    forced = generate(model, images, DecodingConfig(strategy="greedy", max_len=7, block_eos=True))
+    assert all(len(seq) == 7 for seqs in forced for seq in seqs)
+    beams = generate(model, images, DecodingConfig(strategy="beam", num_beams=3, max_len=9, min_len=5))
+    assert all(len(seq) >= 5 for seqs in beams for seq in seqs)
+
+
+def test_no_repeat_ngram_forbids_repeats():
+    model = tiny_captioner()
+    images = torch.randn(3, 3, 32, 32)
+    for strategy in ("greedy", "beam"):
+        out = generate(
+            model, images, DecodingConfig(strategy=strategy, max_len=20, block_eos=True, no_repeat_ngram_size=2)
+        )
+        for seqs in out:
+            for seq in seqs:
+                bigrams = list(zip(seq, seq[1:], strict=False))
+                assert len(bigrams) == len(set(bigrams)), seq
+
+
+def test_sampling_is_seeded_and_top_k_one_is_greedy():
+    model = tiny_captioner()
+    images = torch.randn(2, 3, 32, 32)
+    config = DecodingConfig(strategy="sample", max_len=8, seed=3, num_return_sequences=3, temperature=1.5)
+    assert generate(model, images, config) == generate(model, images, config)
+    top1 = generate(model, images, DecodingConfig(strategy="sample", max_len=8, top_k=1))
+    greedy = generate(model, images, DecodingConfig(strategy="greedy", max_len=8))
+    assert top1 == greedy
+
+
+def test_unknown_strategy_is_rejected():
+    with pytest.raises(ValueError, match="decoding.strategy"):
+        generate(tiny_captioner(), torch.randn(1, 3, 32, 32), DecodingConfig(strategy="nucleus"))
