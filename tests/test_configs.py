@@ -30,7 +30,8 @@ def _compose(name: str, overrides: list[str]):
 def test_primary_configs_compose(command):
     if not (CONFIG_DIR / f"{command}.yaml").is_file():
         pytest.skip(f"no {command}.yaml yet")
-    cfg = _compose(command, ["ckpt=x.ckpt", "inputs=[a.jpg]"] if command in ("caption", "export") else [])
+    overrides = {"caption": ["ckpt=x.ckpt", "inputs=[a.jpg]"], "export": ["ckpt=x.ckpt"]}.get(command, [])
+    cfg = _compose(command, overrides)
     assert OmegaConf.to_yaml(cfg)
 
 

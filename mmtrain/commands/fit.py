@@ -37,14 +37,23 @@ def build_module(cfg: DictConfig, datamodule):
     from mmtrain.training.module import CaptionModule
 
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    stored_size = int(datamodule.manifest["image_size"])
+    if model_config["encoder"].get("img_size") != stored_size:
+        log.info("encoder.img_size set to %d, the size of the images in %s", stored_size, datamodule.store)
+        model_config["encoder"]["img_size"] = stored_size
     captioner = build_captioner(model_config, datamodule.tokenizer.vocab_size)
+    if cfg.init_from:
+        _init_weights_from(captioner, Path(cfg.init_from), datamodule.tokenizer)
+    objective = instantiate(cfg.objective.loss)
+    if hasattr(objective, "setup"):
+        objective.setup(datamodule.references("train"))
     return CaptionModule(
         captioner=captioner,
         tokenizer=datamodule.tokenizer,
         model_config=model_config,
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         total_steps=int(cfg.trainer.max_steps),
-        label_smoothing=float(cfg.objective.label_smoothing),
+        objective=objective,
         decoding=instantiate(cfg.val_decoding),
         references=datamodule.references("val"),
         scenes=_val_scenes(cfg, datamodule.store),
@@ -56,19 +65,39 @@ def build_module(cfg: DictConfig, datamodule):
     )
 
 
+def _init_weights_from(captioner, path: Path, tokenizer) -> None:
+    """Start from another run's weights (e.g. SCST from a cross-entropy checkpoint); same model and tokenizer."""
+    from mmtrain.models.loading import load_model
+
+    source = load_model(path)
+    if source.tokenizer.model_bytes != tokenizer.model_bytes:
+        raise UserError(f"{path}: trained with another tokenizer than this store's; use the same data.store")
+    missing, unexpected = captioner.load_state_dict(source.captioner.state_dict(), strict=False)
+    if unexpected:
+        raise UserError(
+            f"{path}: weights do not fit this model config ({len(unexpected)} unexpected, e.g. {unexpected[:3]})"
+        )
+    log.info("initialised from %s (%d new parameters: %s)", path, len(missing), missing[:3])
+
+
 def build_trainer(cfg: DictConfig, out: Path):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
-    checkpoint = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val/CIDEr", mode="max", save_last=True, save_top_k=1
+    from mmtrain.training.callbacks import FiniteLoss, RNGState, SignalCheckpoint
+
+    ckpt_dir = out / "checkpoints"
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/CIDEr", mode="max", save_top_k=1)
+    periodic = ModelCheckpoint(
+        dirpath=ckpt_dir, every_n_train_steps=int(cfg.checkpoint_every_n_steps), save_top_k=0, save_last=True
     )
+    callbacks = [RNGState(), best, periodic, SignalCheckpoint(ckpt_dir), FiniteLoss(ckpt_dir, int(cfg.nonfinite_skips))]
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     return pl.Trainer(
         **trainer_args,
         default_root_dir=str(out),
-        callbacks=[checkpoint],
+        callbacks=callbacks,
         logger=CSVLogger(str(out), name="logs", version=""),
         enable_model_summary=True,
     )
@@ -89,7 +118,7 @@ def run(cfg: DictConfig) -> dict:
     trainer = build_trainer(cfg, out)
     trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    best = trainer.checkpoint_callback.best_model_path
+    best = str(out / "checkpoints" / "best.ckpt")
     summary = {"out": str(out), "best_checkpoint": best, "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
     summary.update({"global_step": trainer.global_step, "metrics": metrics})
     write_json(out / "fit_summary.json", summary)

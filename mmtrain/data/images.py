@@ -73,16 +73,40 @@ def resize(image: Image.Image, spec: ResizeSpec) -> Image.Image:
     return image.crop((left, top, left + spec.size, top + spec.size))
 
 
-def load_image(path: Path, spec: ResizeSpec) -> np.ndarray:
-    """Decode ``path`` fully and return an RGB uint8 array (size, size, 3), or raise :class:`ImageRejected`."""
-    if not path.is_file():
-        raise ImageRejected("missing", str(path))
-    if path.stat().st_size == 0:
-        raise ImageRejected("zero_bytes", str(path))
+def read_archive_member(archive: str, member: str) -> bytes:
+    """The bytes of ``member`` in the tar file ``archive`` (a WebDataset shard)."""
+    import tarfile
+
+    try:
+        with tarfile.open(archive) as tar:
+            handle = tar.extractfile(member)
+            if handle is None:
+                raise ImageRejected("missing", f"{archive}:{member}")
+            return handle.read()
+    except KeyError:
+        raise ImageRejected("missing", f"{archive}:{member}") from None
+    except (tarfile.TarError, OSError) as err:
+        raise ImageRejected("decode_error", f"{archive}: {err}") from None
+
+
+def load_image(path: Path | bytes, spec: ResizeSpec) -> np.ndarray:
+    """Decode ``path`` (a file, or the image's bytes) fully into RGB uint8 (size, size, 3), or raise ImageRejected."""
+    if isinstance(path, bytes):
+        if not path:
+            raise ImageRejected("zero_bytes", "empty archive member")
+        import io
+
+        source = io.BytesIO(path)
+    else:
+        if not path.is_file():
+            raise ImageRejected("missing", str(path))
+        if path.stat().st_size == 0:
+            raise ImageRejected("zero_bytes", str(path))
+        source = path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 if image.width * image.height > spec.max_pixels:
                     raise ImageRejected("too_many_pixels", f"{image.width}x{image.height} > {spec.max_pixels}")
                 image.load()  # raises on truncated data
@@ -91,7 +115,7 @@ def load_image(path: Path, spec: ResizeSpec) -> np.ndarray:
     except ImageRejected:
         raise
     except UnidentifiedImageError:
-        raise ImageRejected("not_an_image", str(path)) from None
+        raise ImageRejected("not_an_image", "" if isinstance(path, bytes) else str(path)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageRejected("too_many_pixels", str(err)) from None
     except (OSError, SyntaxError, ValueError) as err:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtrain.data.images import ImageRejected, ResizeSpec, load_image, resolve_inside
+from mmtrain.data.images import ImageRejected, ResizeSpec, load_image, read_archive_member, resolve_inside
 from mmtrain.data.sources.base import Sample, SourceReport
 from mmtrain.data.store import FORMAT_VERSION, MANIFEST, coco_references, config_hash, read_manifest, write_split
 from mmtrain.data.text import CaptionStats, clean_captions, train_sentencepiece
@@ -38,13 +38,14 @@ class TextSpec:
     model_type: str = "bpe"
 
 
-def _decode_shard(task: tuple[str, list[tuple[int, str, str]], ResizeSpec]) -> tuple[str, list]:
-    """Decode one shard in a worker: ``[(image_id, root, file)]`` -> arrays or rejection reasons."""
+def _decode_shard(task: tuple[str, list[tuple[int, str, str, str | None]], ResizeSpec]) -> tuple[str, list]:
+    """Decode one shard in a worker: ``[(image_id, root, file, archive)]`` -> arrays or rejection reasons."""
     shard_path, rows, spec = task
     results = []
-    for image_id, root, file in rows:
+    for image_id, root, file, archive in rows:
         try:
-            results.append((image_id, load_image(resolve_inside(Path(root), file), spec), None))
+            source = read_archive_member(archive, file) if archive else resolve_inside(Path(root), file)
+            results.append((image_id, load_image(source, spec), None))
         except ImageRejected as err:
             results.append((image_id, None, err.reason + (f": {err.detail}" if err.detail else "")))
     return shard_path, results
@@ -146,7 +147,7 @@ class Preprocessor:
             for start in range(0, len(samples), self.shard_size):
                 path = work / f"{split}-{start // self.shard_size:06d}"
                 chunk = samples[start : start + self.shard_size]
-                rows = [(s.image_id, str(s.image_root), s.file) for s in chunk]
+                rows = [(s.image_id, str(s.image_root), s.file, s.archive) for s in chunk]
                 (done if path.with_suffix(".json").is_file() else tasks).append((str(path), rows, self.resize))
         results: dict[int, tuple] = {}
         for path, _, _ in done:

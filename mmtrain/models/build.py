@@ -23,4 +23,5 @@ def build_captioner(model_config: dict, vocab_size: int, *, for_inference: bool 
         fusion=instantiate(config["fusion"]),
         decoder=instantiate(config["decoder"]),
         vocab_size=vocab_size,
+        contrastive=instantiate(config["contrastive"]) if config.get("contrastive") else None,
     )

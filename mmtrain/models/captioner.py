@@ -16,6 +16,7 @@ from mmtrain.models.fusion.base import FusionOutput
 class CaptionerOutput(NamedTuple):
     logits: Tensor  # (B*C, T, V)
     fused: FusionOutput
+    image_emb: Tensor | None  # (B, E) when the model has a contrastive head
 
 
 class Captioner(nn.Module):
@@ -29,6 +30,7 @@ class Captioner(nn.Module):
         fusion: partial of a fusion module taking ``in_dim``, ``d_model`` and ``num_tokens``.
         decoder: partial of :class:`TransformerDecoder` taking ``vocab_size`` and ``cross_attention``.
         vocab_size: tokenizer vocabulary size.
+        contrastive: optional partial of :class:`ContrastiveHead` (``image_dim``, ``text_dim``) for retrieval.
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class Captioner(nn.Module):
         fusion: Callable[..., nn.Module],
         decoder: Callable[..., TransformerDecoder],
         vocab_size: int,
+        contrastive: Callable[..., nn.Module] | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -48,15 +51,26 @@ class Captioner(nn.Module):
         self.vocab_size = vocab_size
         init_weights(self.fusion)
         init_weights(self.decoder)
+        self.contrastive = contrastive(image_dim=encoder.out_dim, text_dim=d_model) if contrastive else None
 
     def encode(self, images: Tensor) -> FusionOutput:
         """Fuse images (B, 3, H, W) into what the decoder reads."""
         return self.fusion(self.encoder(images))
 
     def forward(self, images: Tensor, input_ids: Tensor, captions_per_image: int = 1) -> CaptionerOutput:
-        """Teacher-forced logits for ``input_ids`` (B*C, T); rows c*? are grouped: C consecutive rows per image."""
-        fused = self.encode(images)
-        return CaptionerOutput(self.decode(fused, input_ids, captions_per_image), fused)
+        """Teacher-forced logits for ``input_ids`` (B*C, T), C consecutive rows per image."""
+        tokens = self.encoder(images)  # (B, N, D)
+        fused = self.fusion(tokens)
+        image_emb = self.contrastive.embed_images(tokens) if self.contrastive is not None else None
+        return CaptionerOutput(self.decode(fused, input_ids, captions_per_image), fused, image_emb)
+
+    def embed_images(self, images: Tensor) -> Tensor:
+        """Unit image embeddings (B, E) from the contrastive head."""
+        return self.contrastive.embed_images(self.encoder(images))
+
+    def embed_texts(self, input_ids: Tensor) -> Tensor:
+        """Unit caption embeddings (N, E) from the contrastive head."""
+        return self.contrastive.embed_texts(self.decoder, input_ids)
 
     def decode(self, fused: FusionOutput, input_ids: Tensor, group: int, cache: KVCache | None = None) -> Tensor:
         """Decoder logits for ``input_ids`` given fused image inputs, ``group`` text rows per image."""

@@ -151,3 +151,30 @@ def _beam(model, fused, n_images: int, config: DecodingConfig) -> list[list[list
     from mmtrain.models.beam import beam_search
 
     return beam_search(model, fused, n_images, config)
+
+
+def sample_with_logprobs(model, fused, n_images: int, k: int, max_len: int, temperature: float = 1.0):
+    """Sample ``k`` captions per image on the KV cache, keeping the graph for policy gradients (SCST).
+
+    Returns:
+        tokens (N, T) with eos after the end, token log-probabilities (N, T) with grad, and a mask (N, T) of the
+        positions that count (up to and including the first eos).
+    """
+    n = n_images * k
+    device = fused.memory.device if fused.memory is not None else fused.prefix.device
+    logits, cache = model.start(fused, _bos(n, device), k)
+    tokens, logprobs, masks = [], [], []
+    alive = torch.ones(n, dtype=torch.bool, device=device)
+    for step in range(max_len):
+        logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (N, V)
+        logp[:, BOS_ID] = float("-inf")
+        next_token = torch.multinomial(logp.detach().exp(), 1).squeeze(1)  # (N,)
+        next_token = torch.where(alive, next_token, torch.full_like(next_token, EOS_ID))
+        tokens.append(next_token)
+        logprobs.append(logp.gather(1, next_token[:, None]).squeeze(1))
+        masks.append(alive.clone())
+        alive &= next_token != EOS_ID
+        if not bool(alive.any()) or step == max_len - 1:
+            break
+        logits = model.decoder.step(next_token[:, None], cache)
+    return torch.stack(tokens, 1), torch.stack(logprobs, 1), torch.stack(masks, 1)

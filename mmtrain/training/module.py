@@ -8,11 +8,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mmtrain.data.datamodule import Batch
-from mmtrain.data.text import PAD_ID, Tokenizer
+from mmtrain.data.text import Tokenizer
 from mmtrain.models.captioner import Captioner
 from mmtrain.models.generation import DecodingConfig
 from mmtrain.training.optim import build_optimizer, warmup_cosine
@@ -29,7 +28,7 @@ class CaptionModule(pl.LightningModule):
         model_config: the plain-dict config that rebuilds ``captioner`` (saved into checkpoints).
         optim: lr, encoder_lr, weight_decay, betas, warmup_steps, min_lr_ratio.
         total_steps: optimizer steps of the whole run, for the schedule.
-        label_smoothing: cross-entropy label smoothing.
+        objective: a training objective (see :mod:`mmtrain.training.objectives`); cross-entropy by default.
         decoding: validation decoding preset.
         references: val references by image id (raw captions).
         scenes: val scenes for the built-in dataset's scene checker, or None.
@@ -44,7 +43,7 @@ class CaptionModule(pl.LightningModule):
         model_config: dict,
         optim: dict,
         total_steps: int,
-        label_smoothing: float = 0.0,
+        objective=None,
         decoding: DecodingConfig | None = None,
         references: dict[int, list[str]] | None = None,
         scenes: dict | None = None,
@@ -52,7 +51,10 @@ class CaptionModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.captioner, self.tokenizer, self.model_config = captioner, tokenizer, model_config
-        self.optim, self.total_steps, self.label_smoothing = dict(optim), total_steps, label_smoothing
+        from mmtrain.training.objectives import CrossEntropy
+
+        self.optim, self.total_steps = dict(optim), total_steps
+        self.objective = objective or CrossEntropy()
         self.decoding = decoding or DecodingConfig()
         self.references, self.scenes, self.extra = references or {}, scenes, dict(extra or {})
         mean = torch.tensor(captioner.encoder.data_config["mean"]).view(1, 3, 1, 1) * 255
@@ -65,19 +67,12 @@ class CaptionModule(pl.LightningModule):
         """uint8 (B, 3, H, W) -> normalised float (B, 3, H, W)."""
         return (images.float() - self.pixel_mean) / self.pixel_std
 
-    def caption_loss(self, batch: Batch) -> Tensor:
-        ids = batch.input_ids  # (B*C, T)
-        logits = self.captioner(self.normalize(batch.images), ids[:, :-1], batch.captions_per_image).logits
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(),
-            ids[:, 1:].reshape(-1),
-            ignore_index=PAD_ID,
-            label_smoothing=self.label_smoothing,
-        )
-
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss = self.caption_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch.images.shape[0])
+        loss, parts = self.objective(self, batch)
+        size = batch.images.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, batch_size=size)
         return loss
 
     @torch.no_grad()
@@ -123,5 +118,5 @@ class CaptionModule(pl.LightningModule):
             "model_config": self.model_config,
             "tokenizer": torch.frombuffer(bytearray(self.tokenizer.model_bytes), dtype=torch.uint8).clone(),
             "decoding": dict(self.decoding.__dict__),
-            "extra": self.extra,
+            "extra": {**self.extra, "objective": getattr(self.objective, "name", "xe")},
         }

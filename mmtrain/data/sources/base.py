@@ -16,6 +16,7 @@ class Sample:
         image_root: folder the file name is resolved against; a file may not escape it.
         captions: the human captions, raw.
         split: ``train``, ``val`` or ``test``.
+        archive: a tar shard holding the image as member ``file`` (WebDataset), or None for a plain file.
     """
 
     image_id: int
@@ -23,6 +24,7 @@ class Sample:
     image_root: Path
     captions: list[str]
     split: str
+    archive: str | None = None
 
 
 @dataclass

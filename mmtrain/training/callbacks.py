@@ -1,0 +1,99 @@
+"""Callbacks that make runs resumable and safe: RNG state in checkpoints, SIGTERM checkpoints, non-finite losses."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from mmtrain.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+class RNGState(pl.Callback):
+    """Saves the Python, NumPy and torch RNG states in checkpoints and restores them on resume.
+
+    Lightning restores optimizer, scheduler, loop and (stateful) data loader positions; with the RNG states too, a
+    resumed run draws the same dropout masks as an uninterrupted one.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "python": list(random.getstate()[1]) + [random.getstate()[2] or 0],
+            "python_version": random.getstate()[0],
+            "numpy": np.random.get_state()[1].tolist(),
+            "numpy_pos": int(np.random.get_state()[2]),
+            "torch": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        values = state["python"]
+        random.setstate((state["python_version"], tuple(values[:-1]), values[-1] or None))
+        np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
+        torch.set_rng_state(state["torch"])
+
+
+class SignalCheckpoint(pl.Callback):
+    """On SIGTERM (or SIGINT), finish the current step, write ``last.ckpt`` and stop training cleanly."""
+
+    def __init__(self, checkpoint_dir: Path) -> None:
+        self.checkpoint_dir, self.received = Path(checkpoint_dir), None
+        self._previous: dict[int, Any] = {}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signal.Signals(signum).name
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.received and not trainer.should_stop:
+            path = self.checkpoint_dir / "last.ckpt"
+            trainer.save_checkpoint(path)
+            log.warning("%s received: checkpoint written to %s at step %d", self.received, path, trainer.global_step)
+            trainer.should_stop = True
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class FiniteLoss(pl.Callback):
+    """Stops on a NaN or infinite loss, naming the step; the last good state is already on disk.
+
+    With ``max_skips > 0`` a bad step's update is skipped instead (up to that many times in the run).
+    """
+
+    def __init__(self, checkpoint_dir: Path, max_skips: int = 0) -> None:
+        self.checkpoint_dir, self.max_skips, self.skipped = Path(checkpoint_dir), max_skips, 0
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        loss = trainer.callback_metrics.get("train/loss")
+        bad_grad = any(
+            p.grad is not None and not torch.isfinite(p.grad).all() for p in pl_module.parameters() if p.requires_grad
+        )
+        if (loss is None or math.isfinite(float(loss))) and not bad_grad:
+            return
+        step = trainer.global_step
+        if self.skipped < self.max_skips:
+            self.skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+            log.warning(
+                "non-finite loss at step %d: update skipped (%d of %d allowed)", step, self.skipped, self.max_skips
+            )
+            return
+        optimizer.zero_grad(set_to_none=True)  # the weights are still the last good ones: keep them
+        trainer.save_checkpoint(self.checkpoint_dir / "last.ckpt")
+        raise UserError(
+            f"non-finite loss at step {step} (loss={float(loss) if loss is not None else 'n/a'}); training stopped, "
+            f"the last good state is saved as {self.checkpoint_dir / 'last.ckpt'} (nonfinite_skips=N skips such steps)"
+        )
