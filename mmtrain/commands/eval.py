@@ -55,7 +55,19 @@ def _caption_split(cfg: DictConfig) -> tuple[Path, Path, Path]:
             advance(len(captions))
     path = Path(cfg.out) / f"results_{cfg.split}.json"
     write_json(path, results)
+    if model.captioner.contrastive is not None:
+        _write_retrieval(cfg, model, data, store)
     return path, store / f"references_{cfg.split}.json", store
+
+
+def _write_retrieval(cfg: DictConfig, model, data, store: Path) -> None:
+    """R@K of the contrastive head over the split, saved for the metrics file."""
+    from mmtrain.io import write_json
+    from mmtrain.training.retrieval import retrieval_metrics
+
+    lowercase = bool(data.manifest.get("text", {}).get("lowercase", True))
+    recall = retrieval_metrics(model, data.loader(cfg.split), data.references(cfg.split), lowercase=lowercase)
+    write_json(Path(cfg.out) / "retrieval.json", recall)
 
 
 def _add_scene_accuracy(metrics: dict, results: Path, scenes_path: Path, out: Path) -> None:
@@ -65,6 +77,16 @@ def _add_scene_accuracy(metrics: dict, results: Path, scenes_path: Path, out: Pa
     candidates = {r["image_id"]: r["caption"] for r in json.loads(results.read_text(encoding="utf-8"))}
     metrics["scene_accuracy"] = scene_accuracy(candidates, load_scenes(scenes_path))
     write_json(out / "metrics.json", metrics)
+
+
+def _merge_retrieval(metrics: dict, out: Path) -> None:
+    from mmtrain.io import write_json
+
+    path = out / "retrieval.json"
+    if path.is_file():
+        metrics["retrieval"] = json.loads(path.read_text(encoding="utf-8"))
+        metrics.update({k: v for k, v in metrics["retrieval"].items() if k.startswith(("t2i", "i2t"))})
+        write_json(out / "metrics.json", metrics)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -79,6 +101,7 @@ def run(cfg: DictConfig) -> dict:
         metrics = _score_files(cfg, results, references)
         if (store / f"scenes_{cfg.split}.json").is_file():
             _add_scene_accuracy(metrics, results, store / f"scenes_{cfg.split}.json", Path(cfg.out))
+        _merge_retrieval(metrics, Path(cfg.out))
     else:
         raise UserError("nothing to evaluate: give ckpt=PATH [split=test] or results=FILE references=FILE")
     headline = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}

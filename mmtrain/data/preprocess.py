@@ -79,6 +79,8 @@ class Preprocessor:
         strict: any rejected image stops the run before anything is written.
         shard_size: images per resumable work unit.
         seed: tokenizer training seed.
+        fingerprint: the source's settings, part of the config hash.
+        check_content: also look for identical image bytes across splits (not only ids and paths).
     """
 
     def __init__(
@@ -93,10 +95,12 @@ class Preprocessor:
         shard_size: int = 512,
         seed: int = 0,
         fingerprint: dict | None = None,
+        check_content: bool = True,
     ) -> None:
         self.source, self.out = source, Path(out_dir)
         self.resize, self.text, self.strict, self.shard_size, self.seed = resize, text, strict, shard_size, seed
         self.num_workers = num_workers or mp.cpu_count()
+        self.check_content = check_content
         self.hash = config_hash({"fingerprint": fingerprint, "resize": resize, "text": text, "v": FORMAT_VERSION})
 
     def run(self) -> dict:
@@ -136,6 +140,13 @@ class Preprocessor:
             by_split[sample.split].append(sample)
         if clashes:
             raise UserError(f"{len(clashes)} image ids appear twice (in two splits or one), e.g. {clashes[:5]}")
+        from mmtrain.data.validate import split_overlap
+
+        overlap = split_overlap(samples, by_content=self.check_content)
+        if overlap:
+            raise UserError("the same image is in two splits: " + "; ".join(overlap[:5]))
+        for split, items in by_split.items():
+            log.info("%-5s %d images", split, len(items))
         return by_split
 
     def _decode(self, by_split: dict[str, list[Sample]]) -> dict[int, tuple[np.ndarray | None, str | None]]:
@@ -206,6 +217,7 @@ class Preprocessor:
                 "model_type": self.text.model_type,
             },
             "image_size": self.resize.size,
+            "text": {"lowercase": self.text.lowercase, "max_words": self.text.max_words},
             "resize": {"size": self.resize.size, "mode": self.resize.mode, "max_pixels": self.resize.max_pixels},
             "source": {
                 "captions_for_unknown_images": report.captions_for_unknown_images,

@@ -54,15 +54,17 @@ def write_split(out_dir: Path, split: str, items: Iterable[tuple[int, np.ndarray
     shutil.rmtree(tmp, ignore_errors=True)
     writer = BinaryWriter(str(tmp), chunk_bytes="64MB")
     digest = hashlib.sha256()
+    count = 0
     for index, (image_id, image, captions) in enumerate(items):
         text = json.dumps(captions, ensure_ascii=False)
         digest.update(f"{image_id}|{image.shape}|{text}|".encode())
         digest.update(image.tobytes())
         writer.add_item(index, {"image_id": int(image_id), "image": image, "captions": text})
-    writer.done()
-    writer.merge()
-    if not (tmp / "index.json").is_file():  # an empty split still needs a readable (empty) folder
-        tmp.mkdir(parents=True, exist_ok=True)
+        count += 1
+    if count:  # LitData's merge waits forever for the index of a writer that got no item
+        writer.done()
+        writer.merge()
+    tmp.mkdir(parents=True, exist_ok=True)  # an empty split is an empty folder
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return digest.hexdigest()

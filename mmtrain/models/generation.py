@@ -52,11 +52,14 @@ def generate(model, images: Tensor, config: DecodingConfig | None = None, **over
     config = config or DecodingConfig()
     if overrides:
         config = DecodingConfig(**{**config.__dict__, **overrides})
-    strategies = {"greedy": _greedy, "beam": _beam, "sample": _sample}
-    if config.strategy not in strategies:
-        raise ValueError(f"decoding.strategy must be one of {sorted(strategies)}, got {config.strategy!r}")
-    fused = model.encode(images)
-    return strategies[config.strategy](model, fused, images.shape[0], config)
+    if config.strategy not in _STRATEGIES:
+        raise ValueError(f"decoding.strategy must be one of {sorted(_STRATEGIES)}, got {config.strategy!r}")
+    return decode(model, model.encode(images), images.shape[0], config)
+
+
+def decode(model, fused, n_images: int, config: DecodingConfig) -> list[list[list[int]]]:
+    """Decode from already fused images (``model.encode``); the part of :func:`generate` after the encoder."""
+    return _STRATEGIES[config.strategy](model, fused, n_images, config)
 
 
 def _bos(n: int, device: torch.device) -> Tensor:
@@ -166,8 +169,8 @@ def sample_with_logprobs(model, fused, n_images: int, k: int, max_len: int, temp
     tokens, logprobs, masks = [], [], []
     alive = torch.ones(n, dtype=torch.bool, device=device)
     for step in range(max_len):
-        logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (N, V)
-        logp[:, BOS_ID] = float("-inf")
+        scaled = (logits.float() / temperature).index_fill(1, torch.tensor([BOS_ID], device=device), float("-inf"))
+        logp = torch.log_softmax(scaled, dim=-1)  # (N, V)
         next_token = torch.multinomial(logp.detach().exp(), 1).squeeze(1)  # (N,)
         next_token = torch.where(alive, next_token, torch.full_like(next_token, EOS_ID))
         tokens.append(next_token)
@@ -178,3 +181,6 @@ def sample_with_logprobs(model, fused, n_images: int, k: int, max_len: int, temp
             break
         logits = model.decoder.step(next_token[:, None], cache)
     return torch.stack(tokens, 1), torch.stack(logprobs, 1), torch.stack(masks, 1)
+
+
+_STRATEGIES = {"greedy": _greedy, "beam": _beam, "sample": _sample}
