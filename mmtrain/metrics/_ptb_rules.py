@@ -25,7 +25,7 @@ SPECIAL = (
     "\u200b\u200e\u200f\u2010\u2011\u2013\u2014\u2015\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f"
     "\u2026\u2028\u2029\u2039\u203a\u2044\u2070\u2074\u2075\u2076\u2077\u2078\u2079\u207a\u207b\u2080"
     "\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089\u208a\u208b\u20a0\u20a4\u20ac\u2153\u2154"
-    "\u2155\u2156\u2157\u2158\u2159\u215a\u215b\u215c\u215d\u215e\u3000\u3001\ufeff\uff03\uff20\uffe0"
+    "\u2155\u2156\u2157\u2158\u2159\u215a\u215b\u215c\u215d\u215e\u3000\u3001\ufeff\uffe0"
     "\uffe1\uffe5\uffe6"
 )
 # Representatives of the classes in _ptb_chars (none of them is in SPECIAL).
@@ -58,18 +58,18 @@ STATES = (
 ABBREV1 = (
     "(?:(?i:jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec|mon|tues?|wed|thu|thurs|fri)|" + STATES + "|"
     "(?i:inc|cos?|corp|ltd|plc|rt|bancorp|bhd|assn|univ|intl|sys|tel|est|ext|sq|jr|sr|bros|ed\\.d|ph\\.d|esq|blvd|rd|"
-    "etc|al|seq|bldg)|(?i:pp?)(?i:t)[ye](?i:s)?)\\."
+    "etc|al|seq|bldg)|(?i:pp?t)[ye](?i:s)?)\\."
 )
 TITLES = (
     "(?i:mrs?|ms|drs?|profs?|sens?|reps?|attys?|lt|col|gen|messrs|govs?|adm|rev|maj|sgt|cpl|pvt|capt|ste?|ave|pres|"
-    "lieut|hon|brig|c(?:o)?mdr|pfc|spc|supts?|det|mt|ft|adj|adv|asst|assoc|ens|insp|mlle|mme|msgr|sfc)|M(?i:iss)"
+    "lieut|hon|brig|co?mdr|pfc|spc|supts?|det|mt|ft|adj|adv|asst|assoc|ens|insp|mlle|mme|msgr|sfc)|M(?i:iss)"
 )
 ABBREV4 = (
     f"(?:{ACRO}|(?i:a\\.k\\.a|vs|alex|wm|jos|cie|cf|treas|invt|elec|natl|dept)|(?i:m)[ft](?i:g)|{TITLES}|[A-Za-z])"
 )
 THING_PART = f"(?:[dDoO]{APOSETC}{ALNUM})?{ALNUM}+"
 THING = f"{THING_PART}(?:{HYPHEN}{THING_PART})*"
-FILECH = f"[{_LET}{_DIG}\\u00ad]"
+FILECH = f"[{_WORDCH}{_DIG}]"
 FILENAME = (
     f"{FILECH}+(?:\\.{FILECH}+)*\\.(?i:bat|bmp|c|class|cgi|cpp|dll|docx?|exe|gif|gz|h|html?|jar|java|jpe?g|mov|mp3|pdf|"
     "php|pl|png|ppt|ps|py|sql|tar|txt|wav|x|xml|zip)"
@@ -191,10 +191,10 @@ RULES: list[Rule] = [
     Rule(f"[{_LET}]", f"[{_LET}]+[aeiouyAEIOUY]{APOSETC}[aeiouA-Z][{_LET}]*"),
     Rule("[nNcCeEsSlL]", "(?i:nor'easter|c'mon|e'er|s'mores|ev'ry|li'l|nat'l)"),
     Rule("[yY]", f"(?i:y){APOS}", context=f"[{_LET}]"),
-    Rule("[hH]", '(?i:https?)://[^ \\t\\n\\f\\r"<>|()]*[^ \\t\\n\\f\\r"<>|.!?(){},-]'),
+    Rule("[hH]", '(?i:https?)://[^ \\t\\n\\f\\r"<>|(){}]+[^ \\t\\n\\f\\r"<>|.!?(){},-]'),
     Rule("[^ \\t\\n\\f\\r]", LIKELYURL),
     Rule("[<&a-zA-Z0-9]", EMAIL),
-    Rule("[@\\uff20#\\uff03]", f"[@\\uff20][a-zA-Z_][a-zA-Z_0-9]*|[#\\uff03]{LETTER}+"),
+    Rule("[@#]", f"@[a-zA-Z_][a-zA-Z_0-9]*|#{LETTER}+"),
     Rule(_AP, REDAUX, context="[^A-Za-z]", rewrite=_QR),
     Rule("[nN]", SREDAUX, context="[^A-Za-z]", rewrite=_QR),
     Rule(f"[{_DIG}]", f"[{_DIG}]{{1,2}}[-/][{_DIG}]{{1,2}}[-/][{_DIG}]{{2,4}}"),
@@ -225,7 +225,7 @@ RULES: list[Rule] = [
     Rule("[A-Za-z]", ABBREV4, context=f"[{_SPACE}]"),
     Rule("[A-Za-z]", ACRO, context=_SPNL),
     Rule(_AP, f"{APOS}[0-9][0-9]", context=_SPNL),
-    Rule(f"[{_LET}{_DIG}\\u00ad]", FILENAME, context=f"[{_SPACE}{_NL}.?!,]"),
+    Rule(FILECH, FILENAME, context=f"[{_SPACE}{_NL}.?!,]"),
     Rule(_W, f"{WORD}\\.", context=INSENTP, rewrite=_unsoft),
     Rule("[(+0-9]", PHONE, rewrite=lambda t: _parens(_nbsp(t))),
     Rule('["&]', '"|&(?i:quot);', context="[A-Za-z0-9$]", rewrite=_QL),
@@ -236,7 +236,7 @@ RULES: list[Rule] = [
     Rule("[-^x=~<>'(]", ASIAN_SMILEY, rewrite=_parens),
     Rule("[()\\[\\]{}]", "[()\\[\\]{}]", rewrite=lambda t: _BRACKETS[t]),
     Rule("-", "-+", rewrite=_dashes),
-    Rule("[.\\u0085\\u2026]", "\\.\\.\\.+|(?:\\.[ \\u00a0]){2,4}\\.|[\\u0085\\u2026]", rewrite=lambda _: "..."),
+    Rule("[.\\u0085\\u2026]", "\\.{3,5}|(?:\\.[ \\u00a0]){2,4}\\.|[\\u0085\\u2026]", rewrite=lambda _: "..."),
     Rule("[@#_]", "@+|#+|_+"),
     Rule("[*\\\\]", "\\*+|(?:\\\\\\*){1,3}"),
     Rule(INSENTP, INSENTP),
@@ -248,13 +248,13 @@ RULES: list[Rule] = [
     Rule(f"[{_LET}{_DIG}]", THING),
     Rule("[A-Z]", f"{THINGA}\\.", context=INSENTP, rewrite=_amp),
     Rule("[A-Z]", THINGA, rewrite=_amp),
-    Rule("'", "'", context=f"[A-Za-z][^ \\t\\n\\r\\u00a0]", rewrite=_QL),
+    Rule("'", "'", context="[A-Za-z][^ \\t\\n\\r\\u00a0]", rewrite=_QL),
     Rule(_AP, REDAUX, rewrite=_QR),
     Rule(f"['&{QUOTECH}]", f"''|[{QUOTECH}]{{1,2}}|{APOS}", rewrite=_QR),
     Rule("[<>]", "<<|>>"),
     Rule(
         f"[{_SPACE}{_NL}&\\u200b\\u200e\\u200f\\ufeff{DROPPED}]",
-        f"{_SPNL}+|[\\u200b\\u200e\\u200f\\ufeff]|&(?i:nbsp);|[{DROPPED}]",
+        f"[{_SPACE}]+|\\r\\n|[{_NL}]|[\\u200b\\u200e\\u200f\\ufeff]|&(?i:nbsp);|[{DROPPED}]",
         drop=True,
     ),
 ]

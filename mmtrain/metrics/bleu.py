@@ -9,13 +9,12 @@ are the same formula on one image's counts. Captions are tokenized strings split
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from mmtrain.metrics.ngrams import NGram, ngram_counts
+from mmtrain.metrics.ngrams import NGramTable, build_table
 
 _TINY = 1e-15  # added to numerators
 _SMALL = 1e-9  # added to denominators
@@ -77,47 +76,61 @@ def bleu_from_counts(testlen: np.ndarray, reflen: np.ndarray, guess: np.ndarray,
     return scores * penalty[:, None]
 
 
-def image_counts(
-    candidate: Counter[NGram], length: int, references: Sequence[tuple[Counter[NGram], int]], n: int = 4
-) -> tuple[int, int, list[int], list[int]]:
-    """BLEU counts of one image from pre-counted n-grams: (testlen, reflen, guess, correct)."""
-    max_counts: dict[NGram, int] = {}
-    for counts, _ in references:
-        for gram, count in counts.items():
-            if count > max_counts.get(gram, 0):
-                max_counts[gram] = count
-    reflen = min((abs(ref_len - length), ref_len) for _, ref_len in references)[1]
-    correct = [0] * n
-    for gram, count in candidate.items():
-        clip = max_counts.get(gram)
-        if clip:
-            correct[len(gram) - 1] += min(count, clip)
-    guess = [max(0, length - order) for order in range(n)]
-    return length, reflen, guess, correct
+def closest_reference_length(testlen: np.ndarray, ref_lengths: np.ndarray, ref_image: np.ndarray) -> np.ndarray:
+    """Per image, the reference length closest to the candidate length (ties to the shorter), shape (N,)."""
+    diff = np.abs(ref_lengths - testlen[ref_image])
+    order = np.lexsort((ref_lengths, diff, ref_image))
+    _, first = np.unique(ref_image[order], return_index=True)
+    return ref_lengths[order][first]
+
+
+def counts_from_table(table: NGramTable, ref_image: np.ndarray) -> BleuCounts:
+    """BLEU counts from a table whose first N sentences are the candidates and the rest references.
+
+    Args:
+        table: N-grams of the candidates (sentences 0..N-1) followed by all references.
+        ref_image: For each reference sentence, the index of its image, shape (R,).
+
+    Returns:
+        Per-image counts.
+    """
+    n, num_codes = table.n, max(table.num_codes, 1)
+    num_images = len(table.lengths) - len(ref_image)
+    is_ref = table.sentence >= num_images
+    ref_key = ref_image[table.sentence[is_ref] - num_images] * num_codes + table.code[is_ref]
+    by_key = np.argsort(ref_key, kind="stable")  # nearly sorted already: image-major
+    sorted_keys = ref_key[by_key]
+    first = np.flatnonzero(np.diff(sorted_keys, prepend=-1) != 0)
+    keys = sorted_keys[first]
+    max_count = np.maximum.reduceat(table.count[is_ref][by_key], first) if len(keys) else np.zeros(0, np.int64)
+    cand = ~is_ref
+    cand_key = table.sentence[cand] * num_codes + table.code[cand]
+    where = np.minimum(np.searchsorted(keys, cand_key), max(len(keys) - 1, 0))
+    found = keys[where] == cand_key if len(keys) else np.zeros(len(cand_key), bool)
+    matched = np.minimum(table.count[cand], np.where(found, max_count[where] if len(keys) else 0, 0))
+    slots = table.sentence[cand] * n + table.order[cand]
+    correct = np.bincount(slots, weights=matched, minlength=num_images * n).reshape(num_images, n)
+    testlen = table.lengths[:num_images]
+    guess = np.maximum(0, testlen[:, None] - np.arange(n))
+    reflen = closest_reference_length(testlen, table.lengths[num_images:], ref_image)
+    return BleuCounts(testlen, reflen, guess.astype(np.int64), np.rint(correct).astype(np.int64))
 
 
 def bleu_counts(references: Sequence[Sequence[str]], candidates: Sequence[str], n: int = 4) -> BleuCounts:
     """BLEU counts for aligned lists of tokenized references and candidates."""
-    rows = []
-    for refs, candidate in zip(references, candidates, strict=True):
-        words = candidate.split()
-        cooked = [(ngram_counts(ref_words, n), len(ref_words)) for ref_words in (ref.split() for ref in refs)]
-        rows.append(image_counts(ngram_counts(words, n), len(words), cooked, n))
-    return counts_from_rows(rows, n)
+    table, ref_image = corpus_table(references, candidates, n)
+    return counts_from_table(table, ref_image)
 
 
-def counts_from_rows(rows: Sequence[tuple[int, int, list[int], list[int]]], n: int = 4) -> BleuCounts:
-    """Stack :func:`image_counts` rows into :class:`BleuCounts`."""
-    if not rows:
-        empty = np.zeros((0, n), dtype=np.int64)
-        return BleuCounts(np.zeros(0, np.int64), np.zeros(0, np.int64), empty, empty.copy())
-    testlen, reflen, guess, correct = zip(*rows)
-    return BleuCounts(
-        np.asarray(testlen, dtype=np.int64),
-        np.asarray(reflen, dtype=np.int64),
-        np.asarray(guess, dtype=np.int64).reshape(-1, n),
-        np.asarray(correct, dtype=np.int64).reshape(-1, n),
-    )
+def corpus_table(
+    references: Sequence[Sequence[str]], candidates: Sequence[str], n: int = 4
+) -> tuple[NGramTable, np.ndarray]:
+    """One n-gram table for candidates (first) and references, split on whitespace, plus each reference's image."""
+    if len(references) != len(candidates):
+        raise ValueError(f"{len(references)} reference lists but {len(candidates)} candidates")
+    sentences = [c.split() for c in candidates] + [ref.split() for refs in references for ref in refs]
+    ref_image = np.repeat(np.arange(len(references)), [len(refs) for refs in references]).astype(np.int64)
+    return build_table(sentences, n), ref_image
 
 
 def corpus_bleu(counts: BleuCounts) -> list[float]:

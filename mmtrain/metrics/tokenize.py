@@ -22,8 +22,19 @@ import re
 from collections.abc import Hashable, Iterable, Mapping
 
 from mmtrain.metrics import _ptb_chars
-from mmtrain.metrics._ptb_rules import ASSIMILATED, DROPPED, PERIOD_WORD, RULES, SPECIAL, Rule
-from mmtrain.metrics._ptb_rules import REP_DIGIT, REP_DROPPED, REP_LETTER, REP_MARK, REP_SYMBOL
+from mmtrain.metrics._ptb_rules import (
+    ASSIMILATED,
+    DROPPED,
+    PERIOD_WORD,
+    REP_DIGIT,
+    REP_DROPPED,
+    REP_LETTER,
+    REP_MARK,
+    REP_SYMBOL,
+    RULES,
+    SPECIAL,
+    Rule,
+)
 
 #: The tokens pycocoevalcap removes after tokenizing (its ``PUNCTUATIONS`` list).
 PUNCTUATIONS = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--"])
@@ -33,12 +44,10 @@ _DROPPED_CHAR = re.compile(f"[{DROPPED}]")  # after translation; SPECIAL charact
 # A caption made of plain words, commas and periods: its tokens are its lower-cased words unless a word is one of
 # the few the lexer treats specially (``cannot``, ``etc.``, ``a.``).
 _SIMPLE_CAPTION = re.compile(r" *(?:[A-Za-z]+[.,]?|[.,])(?: +(?:[A-Za-z]+[.,]?|[.,]))* *")
-_SIMPLE_WORD = re.compile(r"[A-Za-z]+")
-_WORD_BEFORE_PERIOD = re.compile(r"([A-Za-z]+)\.")
 _PERIOD_WORD = re.compile(PERIOD_WORD)
 _KEEPS_PERIOD: dict[str, bool] = {}
 _PLAIN_WORD = re.compile(r"[A-Za-z]+(?=[ \t\n])")  # a word ending at whitespace is a WORD token (or special)
-_SPACES = re.compile(r"[ \t\n]+")
+_SPACES = re.compile("[ \t][ \t\u00a0\u2000-\u200a\u3000]*|\n")  # a run as Java's SPACES rule takes it
 _CONTEXT_CHARS = 40  # how far into the next caption the longest trailing context can look
 
 
@@ -55,6 +64,13 @@ class _Translator(dict):
         spans.sort()
         self._starts = [start for start, _, _ in spans]
         self._spans = spans
+        #: SPECIAL characters (kept as themselves) that the lexer drops when no rule takes them.
+        self.dropped_special = frozenset(char for char in SPECIAL if self._class_of(ord(char)) == REP_DROPPED)
+
+    def _class_of(self, code: int) -> str:
+        index = bisect.bisect_right(self._starts, code) - 1
+        start, end, rep = self._spans[index] if index >= 0 else (0, -1, REP_SYMBOL)
+        return rep if start <= code <= end else REP_SYMBOL
 
     def __missing__(self, code: int) -> str:
         char = chr(code)
@@ -63,9 +79,7 @@ class _Translator(dict):
         elif code > 0xFFFF or 0xD800 <= code <= 0xDFFF:  # Java sees surrogate halves, which it drops
             rep = REP_DROPPED
         else:
-            index = bisect.bisect_right(self._starts, code) - 1
-            start, end, rep = self._spans[index] if index >= 0 else (0, -1, REP_SYMBOL)
-            rep = rep if start <= code <= end else REP_SYMBOL
+            rep = self._class_of(code)
         self[code] = rep
         return rep
 
@@ -76,22 +90,18 @@ def _span(item: str) -> tuple[int, int]:
 
 
 _TRANSLATE: _Translator | None = None
-_DROPPED_SPECIAL = frozenset(
-    char
-    for item in _ptb_chars.DROPPED.split()
-    for char in SPECIAL
-    if _span(item)[0] <= ord(char) <= _span(item)[1]
-)
+
+
+def _translator() -> _Translator:
+    global _TRANSLATE
+    if _TRANSLATE is None:
+        _TRANSLATE = _Translator()
+    return _TRANSLATE
 
 
 def _translate(text: str) -> str:
     """Replace non-ASCII characters by their class representatives (same length, so positions still match)."""
-    global _TRANSLATE
-    if text.isascii():
-        return text
-    if _TRANSLATE is None:
-        _TRANSLATE = _Translator()
-    return text.translate(_TRANSLATE)
+    return text if text.isascii() else text.translate(_translator())
 
 
 class _Compiled:
@@ -109,7 +119,7 @@ class _Compiled:
         self.rule = rule
 
 
-_COMPILED = [_Compiled(rule) for rule in RULES]
+_COMPILED: list[_Compiled] = []  # compiled on first use: plain captions never need them
 _CANDIDATES: dict[str, tuple[_Compiled, ...]] = {}
 
 
@@ -117,6 +127,8 @@ def _candidates(char: str) -> tuple[_Compiled, ...]:
     """The rules whose match can start with ``char``, in priority order (cached per character)."""
     found = _CANDIDATES.get(char)
     if found is None:
+        if not _COMPILED:
+            _COMPILED.extend(_Compiled(rule) for rule in RULES)
         found = _CANDIDATES[char] = tuple(c for c in _COMPILED if c.first.match(char))
     return found
 
@@ -152,7 +164,9 @@ def _lex(caption: str, following: str) -> list[str]:
         length, rule = _next_token(text, pos)
         token = original[pos : pos + length]
         if rule is None:  # a character no rule knows: dropped, or a symbol standing alone
-            if _DROPPED_CHAR.match(text, pos) is None and token not in _DROPPED_SPECIAL:
+            if _DROPPED_CHAR.match(text, pos) is None and (
+                token.isascii() or token not in _translator().dropped_special
+            ):
                 tokens.append(token)
         elif not rule.drop:
             if rule.keep:
@@ -166,16 +180,16 @@ def _simple_tokens(caption: str) -> list[str] | None:
     """Tokens of a caption of plain words, or None when the caption needs the full lexer."""
     if _SIMPLE_CAPTION.fullmatch(caption) is None:
         return None
-    words = _SIMPLE_WORD.findall(caption.lower())
-    if not ASSIMILATED.isdisjoint(words):
-        return None
-    for word in _WORD_BEFORE_PERIOD.findall(caption) if "." in caption else ():
-        keeps = _KEEPS_PERIOD.get(word)
-        if keeps is None:
-            keeps = _KEEPS_PERIOD[word] = _PERIOD_WORD.fullmatch(word + ".") is not None
-        if keeps:
-            return None
-    return words
+    if "." in caption:
+        for before in caption.split(".")[:-1]:
+            word = before[before.rfind(" ") + 1 :]  # the word directly before a period, if any
+            keeps = _KEEPS_PERIOD.get(word)
+            if keeps is None:
+                keeps = _KEEPS_PERIOD[word] = word.isalpha() and _PERIOD_WORD.fullmatch(word + ".") is not None
+            if keeps:
+                return None
+    words = caption.lower().replace(",", " ").replace(".", " ").split()
+    return None if not ASSIMILATED.isdisjoint(words) else words
 
 
 def ptb_tokenize(caption: str, *, next_caption: str | None = "") -> list[str]:
@@ -183,9 +197,9 @@ def ptb_tokenize(caption: str, *, next_caption: str | None = "") -> list[str]:
 
     Args:
         caption: Raw caption text.
-        next_caption: The caption after this one in pycocoevalcap's batch, or None if this is the batch's last. Its
-            first characters can decide the last token of this one (see the module docstring); most callers can
-            leave the default.
+        next_caption: What follows this caption in pycocoevalcap's batch: the next caption (or the next few, joined
+            by newlines), or None if this is the batch's last. Its first characters can decide the last token of this
+            one (see the module docstring); most callers can leave the default.
 
     Returns:
         The tokens pycocoevalcap keeps, in order.
@@ -194,9 +208,10 @@ def ptb_tokenize(caption: str, *, next_caption: str | None = "") -> list[str]:
     simple = _simple_tokens(caption)
     if simple is not None:
         return simple
-    following = "" if next_caption is None else "\n" + next_caption[:_CONTEXT_CHARS].replace("\n", " ")
+    following = "" if next_caption is None else "\n" + next_caption[:_CONTEXT_CHARS]
     line = " ".join(_lex(caption, following)).lower()  # Java's toLowerCase(Locale.ENGLISH) agrees on the BMP
-    return [word for word in line.split(" ") if word not in PUNCTUATIONS and word]
+    # pycocoevalcap strips the line (Unicode whitespace, so a last token ending in U+3000 loses it), splits on spaces
+    return [word for word in line.rstrip().split(" ") if word not in PUNCTUATIONS and word]
 
 
 def tokenize_corpus(captions: Mapping[Hashable, Iterable[str]]) -> dict[Hashable, list[str]]:
@@ -214,6 +229,22 @@ def tokenize_corpus(captions: Mapping[Hashable, Iterable[str]]) -> dict[Hashable
     flat = [(key, caption) for key, texts in captions.items() for caption in texts]
     out: dict[Hashable, list[str]] = {key: [] for key in captions}
     for index, (key, caption) in enumerate(flat):
-        following = flat[index + 1][1] if index + 1 < len(flat) else None
-        out[key].append(" ".join(ptb_tokenize(caption, next_caption=following)))
+        tokens = _simple_tokens(caption)  # most captions: no context needed
+        if tokens is None:
+            tokens = ptb_tokenize(caption, next_caption=_following(flat, index + 1))
+        out[key].append(" ".join(tokens))
     return out
+
+
+def _following(flat: list[tuple[Hashable, str]], start: int) -> str | None:
+    """The batch text from caption ``start`` on, as far as the lexer's context can reach; None at the batch's end."""
+    if start >= len(flat):
+        return None
+    parts: list[str] = []
+    length = 0
+    for _, caption in flat[start:]:
+        parts.append(caption.replace("\n", " "))
+        length += len(caption) + 1
+        if length > _CONTEXT_CHARS:
+            break
+    return "\n".join(parts)

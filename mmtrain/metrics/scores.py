@@ -1,0 +1,163 @@
+"""The COCO caption metrics of raw captions in one call, with pycocoevalcap's names and numbers."""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mmtrain.errors import UserError
+from mmtrain.metrics.bleu import BleuCounts, bleu_from_counts, corpus_bleu, counts_from_table
+from mmtrain.metrics.cider import CiderD, cider_from_table
+from mmtrain.metrics.meteor import Meteor, meteor_unavailable_reason
+from mmtrain.metrics.ngrams import build_table
+from mmtrain.metrics.rouge import rouge_l
+from mmtrain.metrics.spice import spice_scores
+from mmtrain.metrics.stats import ImageScores
+from mmtrain.metrics.tokenize import tokenize_corpus
+
+BLEU_NAMES = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"]
+_shared_meteor: Meteor | None = None
+
+
+def shared_meteor() -> Meteor:
+    """One METEOR process for the whole Python process (starting one costs the paraphrase table's loading)."""
+    global _shared_meteor
+    if _shared_meteor is None or _shared_meteor._process.poll() is not None:
+        _shared_meteor = Meteor()
+        atexit.register(_shared_meteor.close)
+    return _shared_meteor
+
+
+@dataclass
+class CaptionScores:
+    """Corpus scores, per-image scores and what the statistics need, for one system.
+
+    Attributes:
+        image_ids: The images, in scoring order.
+        scores: Metric name (pycocoevalcap's) to corpus score.
+        per_image: Metric name to per-image scores, shape (N,).
+        bleu_counts: Per-image BLEU counts.
+        skipped: Metric name to the reason it was not computed.
+        tokens: Each image's tokenized candidate, as a word list.
+    """
+
+    image_ids: list[Hashable]
+    scores: dict[str, float]
+    per_image: dict[str, np.ndarray]
+    bleu_counts: BleuCounts
+    skipped: dict[str, str] = field(default_factory=dict)
+    tokens: list[list[str]] = field(default_factory=list)
+
+    def image_scores(self) -> ImageScores:
+        """The per-image view the bootstrap resamples."""
+        means = {name: values for name, values in self.per_image.items() if not name.startswith("Bleu_")}
+        return ImageScores(means=means, bleu=self.bleu_counts)
+
+
+def _check_ids(references: Mapping[Hashable, Sequence[str]], candidates: Mapping[Hashable, str]) -> None:
+    missing = [k for k in references if k not in candidates]
+    extra = [k for k in candidates if k not in references]
+    empty = [k for k, refs in references.items() if not refs]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} images have references but no candidate (e.g. {missing[:3]})")
+    if extra:
+        problems.append(f"{len(extra)} candidates have no references (e.g. {extra[:3]})")
+    if empty:
+        problems.append(f"{len(empty)} images have an empty reference list (e.g. {empty[:3]})")
+    if problems:
+        raise UserError("caption scoring: " + "; ".join(problems))
+
+
+def score_tokenized(
+    references: Sequence[Sequence[str]],
+    candidates: Sequence[str],
+    *,
+    meteor: bool = False,
+    spice_jar: str | Path | None = None,
+    cider_scorer: CiderD | None = None,
+    image_ids: Sequence[Hashable] | None = None,
+) -> CaptionScores:
+    """Score PTB-tokenized captions (space-joined strings), aligned by position."""
+    image_ids = list(image_ids) if image_ids is not None else list(range(len(candidates)))
+    table = build_table([c.split() for c in candidates] + [r.split() for refs in references for r in refs])
+    ref_image = np.repeat(np.arange(len(references)), [len(refs) for refs in references]).astype(np.int64)
+    counts = counts_from_table(table, ref_image)
+    per_bleu = bleu_from_counts(counts.testlen, counts.reflen, counts.guess, counts.correct)
+    scores = dict(zip(BLEU_NAMES, corpus_bleu(counts), strict=True))
+    per_image = {name: per_bleu[:, k] for k, name in enumerate(BLEU_NAMES)}
+    skipped: dict[str, str] = {}
+    if meteor:
+        reason = meteor_unavailable_reason()
+        if reason is not None:
+            raise UserError(f"METEOR {reason}")
+        scores["METEOR"], per_image["METEOR"] = shared_meteor().score(references, candidates)
+    rouge = rouge_l(references, candidates)
+    scores["ROUGE_L"], per_image["ROUGE_L"] = rouge.score, rouge.per_image
+    cider = cider_from_table(table, ref_image, scorer=cider_scorer)
+    scores["CIDEr"], per_image["CIDEr"] = cider.score, cider.per_image
+    if spice_jar is not None:
+        spice = spice_scores(references, candidates, spice_jar, image_ids=image_ids)
+        if isinstance(spice, str):
+            skipped["SPICE"] = spice
+        else:
+            scores["SPICE"], per_image["SPICE"] = spice
+    tokens = [c.split(" ") if c else [] for c in candidates]
+    return CaptionScores(image_ids, scores, per_image, counts, skipped, tokens)
+
+
+def score_captions(
+    references: Mapping[Hashable, Sequence[str]],
+    candidates: Mapping[Hashable, str],
+    *,
+    meteor: bool = False,
+    spice_jar: str | Path | None = None,
+    cider_scorer: CiderD | None = None,
+) -> CaptionScores:
+    """PTB-tokenize raw captions as pycocoevalcap does and score them; images in ``references`` order."""
+    _check_ids(references, candidates)
+    ids = list(references)
+    ref_tokens = tokenize_corpus({k: list(references[k]) for k in ids})
+    cand_tokens = tokenize_corpus({k: [candidates[k]] for k in ids})
+    return score_tokenized(
+        [ref_tokens[k] for k in ids],
+        [cand_tokens[k][0] for k in ids],
+        meteor=meteor,
+        spice_jar=spice_jar,
+        cider_scorer=cider_scorer,
+        image_ids=ids,
+    )
+
+
+def coco_caption_scores(
+    references: Mapping[Hashable, Sequence[str]],
+    candidates: Mapping[Hashable, str],
+    *,
+    meteor: bool = False,
+    spice_jar: str | None = None,
+) -> dict[str, float]:
+    """COCO caption metrics of raw captions, with pycocoevalcap's key names and values.
+
+    Captions are PTB-tokenized here exactly as pycocoevalcap's tokenizer would (no Java needed). BLEU-1..4, ROUGE-L
+    and CIDEr-D are always computed; METEOR runs the Java METEOR 1.5 jar when asked; SPICE runs only with a SPICE jar.
+
+    Args:
+        references: Image id to its reference captions.
+        candidates: Image id to its one candidate caption; the ids must be exactly those of ``references``.
+        meteor: Also compute METEOR (needs Java and pycocoevalcap; raises UserError if missing).
+        spice_jar: Path to ``spice-1.0.jar`` (with its CoreNLP models in ``lib/``) to also compute SPICE; SPICE is
+            left out of the result if it cannot run.
+
+    Returns:
+        ``Bleu_1``..``Bleu_4``, ``ROUGE_L``, ``CIDEr``, and ``METEOR`` / ``SPICE`` when computed.
+
+    Example:
+        >>> scores = coco_caption_scores({1: ["A dog runs.", "A brown dog."]}, {1: "A dog runs."})
+        >>> sorted(scores)
+        ['Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'CIDEr', 'ROUGE_L']
+    """
+    return score_captions(references, candidates, meteor=meteor, spice_jar=spice_jar).scores
