@@ -7,7 +7,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: help install test test-slow lint format demo bench bench-eval bench-data bench-caption bench-train clean
+.PHONY: help install browser test test-slow lint format demo bench bench-eval bench-caption clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -21,10 +21,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install mmtrain with dev tools (idempotent)
 
-test: $(STAMP) ## Run the test suite (fast part)
+# Debian's chromium renders the HTML gallery in its test; installed when missing and we are root with apt.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+		echo "chromium not available: the gallery's browser test will skip"
+
+test: $(STAMP) browser ## Run the test suite (fast part)
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q
 
-test-slow: $(STAMP) ## Run the slow tests
+test-slow: $(STAMP) browser ## Run the slow tests
 	$(BIN)/python -m pytest -m "slow and not gpu" -q
 
 lint: $(STAMP) ## Lint with ruff
@@ -38,10 +44,14 @@ format: $(STAMP) ## Format with ruff
 demo: $(STAMP) ## Preprocess shapes, train, evaluate on test, caption a few images
 	DEMO_OUT=$(DEMO_OUT) bash scripts/demo.sh
 
-bench-eval: $(STAMP) ## Benchmark metrics against pycocoevalcap
+bench-eval: $(STAMP) ## Benchmark metrics against pycocoevalcap (JSON)
 	$(BIN)/python scripts/bench_eval.py
 
-bench: bench-eval ## Run all benchmarks
+bench-caption: $(STAMP) ## Benchmark decoding: KV cache vs none, and vs Hugging Face transformers (JSON)
+	$(BIN)/pip install -q -e '.[bench]' $(TORCH_PINS)
+	$(BIN)/python scripts/bench_caption.py
+
+bench: bench-eval bench-caption ## Run all benchmarks
 
 clean: ## Remove run outputs (keeps .venv)
 	rm -rf runs outputs multirun

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from mmtrain.data.text import BOS_ID, EOS_ID
+from mmtrain.models.decoder import KVCache
 
 
 class _Hypotheses:
@@ -32,9 +33,8 @@ def beam_search(model, fused, n_images: int, config) -> list[list[list[int]]]:
     from mmtrain.models.generation import _constrain
 
     k = config.num_beams
-    device = next(model.parameters()).device
-    bos = torch.full((n_images * k, 1), BOS_ID, dtype=torch.long, device=device)
-    logits, cache = model.start(fused, bos, k)
+    logits, cache = _start(model, fused, n_images, k)
+    device = logits.device
     scores = torch.zeros(n_images, k, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand from the first only
     tokens = torch.empty(n_images * k, 0, dtype=torch.long, device=device)
@@ -45,22 +45,31 @@ def beam_search(model, fused, n_images: int, config) -> list[list[list[int]]]:
         vocab = logp.shape[-1]
         candidates = (scores.view(-1, 1) + logp).view(n_images, k * vocab)  # (B, K*V)
         top_scores, top_ids = candidates.topk(2 * k, dim=1)  # (B, 2K)
-        beam_ids, token_ids = top_ids // vocab, top_ids % vocab
         last = step == config.max_len - 1
-        next_scores, next_rows, next_tokens = _select(
-            top_scores, beam_ids, token_ids, tokens, hyps, done, k, step, last, device
+        scores, next_rows, next_tokens, best = _select(
+            top_scores, top_ids // vocab, top_ids % vocab, tokens, hyps, done, k, last
         )
         for b in range(n_images):
             if not done[b]:
-                done[b] = last or hyps[b].is_done(float(next_scores[b].max()), step + 1)
+                done[b] = last or hyps[b].is_done(best[b], step + 1)
         if all(done):
             break
-        rows = next_rows.view(-1)  # (B*K,)
+        rows = next_rows.to(device).view(-1)  # (B*K,)
         cache.reorder(rows)
-        tokens = torch.cat([tokens.index_select(0, rows), next_tokens.view(-1, 1)], dim=1)
-        scores = next_scores
-        logits = model.decoder.step(next_tokens.view(-1, 1), cache)
+        next_tokens = next_tokens.to(device).view(-1, 1)  # (B*K, 1)
+        tokens = torch.cat([tokens.index_select(0, rows), next_tokens], dim=1)
+        scores = scores.to(device)
+        logits = model.decoder.step(next_tokens, cache)
     return [[seq for _, seq in h.items[: config.num_return_sequences]] for h in hyps]
+
+
+def _start(model, fused, n_images: int, k: int) -> tuple[Tensor, KVCache]:
+    """Prefill one bos row per image, then copy its cache and logits to the ``k`` beams, which start identical."""
+    device = next(model.parameters()).device
+    logits, cache = model.start(fused, torch.full((n_images, 1), BOS_ID, dtype=torch.long, device=device), 1)
+    cache.reorder(torch.arange(n_images, device=device).repeat_interleave(k))  # (B*K,) rows of the self-attention
+    cache.group = k  # cross-attention K/V stay one per image, now shared by its k beams
+    return logits.repeat_interleave(k, dim=0), cache  # (B*K, V)
 
 
 def _select(
@@ -71,31 +80,32 @@ def _select(
     hyps: list[_Hypotheses],
     done: list[bool],
     k: int,
-    step: int,
     last: bool,
-    device: torch.device,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Move eos candidates (and every candidate on the last step) to the finished set; keep K running beams."""
+) -> tuple[Tensor, Tensor, Tensor, list[float]]:
+    """Move eos candidates (and every candidate on the last step) to the finished set; keep K running beams.
+
+    Works on Python lists (a handful of candidates per image) and builds each result tensor once, on the CPU.
+
+    Returns:
+        The running beams' scores (B, K), their source rows and new tokens (B, K), and each image's best score.
+    """
     n_images = top_scores.shape[0]
-    next_scores = torch.full((n_images, k), float("-inf"), device=device)
-    next_rows = torch.zeros(n_images, k, dtype=torch.long, device=device)
-    next_tokens = torch.full((n_images, k), EOS_ID, dtype=torch.long, device=device)
-    top_scores_l, beam_l, token_l = top_scores.tolist(), beam_ids.tolist(), token_ids.tolist()
-    history = tokens.tolist()
-    for b in range(n_images):
-        if done[b]:
-            next_rows[b] = b * k
-            continue
+    next_scores = [[float("-inf")] * k for _ in range(n_images)]
+    next_rows = [[b * k] * k for b in range(n_images)]
+    next_tokens = [[EOS_ID] * k for _ in range(n_images)]
+    history: list[list[int]] | None = None  # the running beams' tokens, read only when a hypothesis finishes
+    candidates = zip(top_scores.tolist(), beam_ids.tolist(), token_ids.tolist(), strict=True)
+    for b, (scores, beams, ids) in enumerate(candidates):
         slot = 0
-        for score, beam, token in zip(top_scores_l[b], beam_l[b], token_l[b], strict=True):
-            if score == float("-inf"):
+        for score, beam, token in zip(scores, beams, ids, strict=True):
+            if done[b] or slot == k or score == float("-inf"):
                 break
             row = b * k + beam
             if token == EOS_ID or last:
+                history = tokens.tolist() if history is None else history
                 hyps[b].add(history[row] + ([] if token == EOS_ID else [token]), score)
                 continue
-            next_scores[b, slot], next_rows[b, slot], next_tokens[b, slot] = score, row, token
+            next_scores[b][slot], next_rows[b][slot], next_tokens[b][slot] = score, row, token
             slot += 1
-            if slot == k:
-                break
-    return next_scores, next_rows, next_tokens
+    best = [max(row) for row in next_scores]
+    return torch.tensor(next_scores), torch.tensor(next_rows), torch.tensor(next_tokens), best

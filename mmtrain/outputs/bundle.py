@@ -1,0 +1,54 @@
+"""Portable model bundles: safetensors weights, a JSON config, the tokenizer and a README card.
+
+A bundle loads with ``mmtrain.models.loading.load_model`` and never needs pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mmtrain.io import write_bytes, write_json, write_text
+
+
+def _card(model_config: dict, metrics: dict | None, extra: dict) -> str:
+    lines = [
+        "# mmtrain captioning model",
+        "",
+        f"- encoder: `{model_config['encoder'].get('model_name')}`",
+        f"- fusion: `{model_config['fusion'].get('_target_', '').rsplit('.', 1)[-1]}`",
+        f"- decoder: {model_config['decoder'].get('num_layers')} layers, width {model_config['decoder'].get('d_model')}",
+        f"- trained on: {extra.get('data', 'unknown')}",
+        "",
+        "## Use",
+        "",
+        "```",
+        "mmtrain caption ckpt=THIS_FOLDER inputs=[photo.jpg]",
+        "```",
+        "",
+        "## Evaluation",
+        "",
+    ]
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, float)]
+    else:
+        lines.append("No evaluation was attached (export with metrics=PATH/metrics.json).")
+    return "\n".join(lines) + "\n"
+
+
+def write_bundle(out: Path, loaded, metrics: dict | None) -> Path:
+    """Write ``loaded`` (a LoadedModel) as a bundle folder ``out``."""
+    from safetensors.torch import save
+
+    state = {k: v.contiguous() for k, v in loaded.captioner.state_dict().items()}
+    write_bytes(out / "model.safetensors", save(state))
+    write_bytes(out / "tokenizer.model", loaded.tokenizer.model_bytes)
+    config = {"model": loaded.model_config, "decoding": dict(loaded.decoding.__dict__), "extra": loaded.extra}
+    write_json(out / "config.json", config)
+    write_text(out / "README.md", _card(loaded.model_config, metrics, loaded.extra))
+    return out
+
+
+def read_metrics(path: str | Path | None) -> dict | None:
+    return json.loads(Path(path).read_text(encoding="utf-8")) if path else None
