@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(if $(strip $(TORCH_PINS)),$(BIN)/pip install -q $(TORCH_PINS))
-	$(BIN)/pip install -q -e '.[dev]' $(TORCH_PINS)
+	$(BIN)/pip install -q -e '.[dev,cluster]' $(TORCH_PINS)
 	touch $@
 
-install: $(STAMP) ## Create .venv and install mmtrain with dev tools (idempotent)
+install: $(STAMP) ## Create .venv and install mmtrain with dev and cluster extras (idempotent)
 
 # Debian's chromium renders the HTML gallery in its test; installed when missing and we are root with apt.
 browser:

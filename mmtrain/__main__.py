@@ -1,3 +1,5 @@
-from mmtrain.cli import main
 import sys
+
+from mmtrain.cli import main
+
 sys.exit(main())

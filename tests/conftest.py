@@ -22,6 +22,7 @@ TINY_DATA = [
     "data.text.vocab_size=64",
 ]
 TINY_MODEL = [
+    "encoder=vit_grid_tiny",
     "encoder.model_kwargs.depth=1",
     "encoder.model_kwargs.embed_dim=32",
     "encoder.model_kwargs.num_heads=2",

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from mmtrain.errors import EXIT_OK, UserError
+from mmtrain.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, UserError
 
 log = logging.getLogger("mmtrain")
 
@@ -51,13 +51,15 @@ def _run_task(command: str, module_name: str, cfg) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         print(f"mmtrain {command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - config errors from instantiate read better without our frames
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - config errors read better without our frames
+        from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
-        if isinstance(err, OmegaConfBaseException) and not debug:
-            print(f"mmtrain {command}: config error: {str(err).splitlines()[0]}", file=sys.stderr)
-            return 1
+        if isinstance(err, (OmegaConfBaseException, HydraException)) and not debug:
+            message = " ".join(str(err).split())
+            print(f"mmtrain {command}: config error: {message[:400]}", file=sys.stderr)
+            return EXIT_USER_ERROR
         raise
 
 

@@ -89,9 +89,23 @@ def _merge_retrieval(metrics: dict, out: Path) -> None:
         write_json(out / "metrics.json", metrics)
 
 
+def _add_stamp(cfg: DictConfig, metrics: dict, store: Path | None) -> None:
+    """Record what produced these numbers: ``run_manifest.json`` beside ``metrics.json``, and the stamp in it."""
+    from omegaconf import OmegaConf
+
+    from mmtrain.io import write_json
+    from mmtrain.runinfo import write_run_manifest
+
+    extra = {"command": "eval", "ckpt": cfg.ckpt, "results": cfg.results, "references": cfg.references}
+    config = OmegaConf.to_container(cfg, resolve=True)
+    metrics["stamp"] = write_run_manifest(Path(cfg.out), config, store=store, extra=extra)["stamp"]
+    write_json(Path(cfg.out) / "metrics.json", metrics)
+
+
 def run(cfg: DictConfig) -> dict:
     if cfg.ckpt and cfg.results:
         raise UserError("give either ckpt=... (caption and score a split) or results=... references=..., not both")
+    store = None
     if cfg.results:
         if not cfg.references:
             raise UserError("results=... needs references=COCO_CAPTIONS_JSON")
@@ -104,6 +118,7 @@ def run(cfg: DictConfig) -> dict:
         _merge_retrieval(metrics, Path(cfg.out))
     else:
         raise UserError("nothing to evaluate: give ckpt=PATH [split=test] or results=FILE references=FILE")
+    _add_stamp(cfg, metrics, store)
     headline = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     print(json.dumps(headline))
     return metrics

@@ -103,6 +103,20 @@ def build_trainer(cfg: DictConfig, out: Path):
     )
 
 
+def _stamp_run(cfg: DictConfig, out: Path, store: Path) -> dict:
+    """Write ``RUN/run_manifest.json`` (resolved config, code, versions, hardware, data checksums); return the stamp."""
+    from mmtrain.runinfo import write_run_manifest
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return write_run_manifest(out, config, store=store, extra={"command": "fit"})["stamp"]
+
+
+def _best_score(trainer) -> float | None:
+    """Best validation CIDEr-D so far (the first ModelCheckpoint monitors it); None before any validation."""
+    score = trainer.checkpoint_callback.best_model_score
+    return None if score is None else float(score)
+
+
 def run(cfg: DictConfig) -> dict:
     import pytorch_lightning as pl
     import torch
@@ -116,11 +130,13 @@ def run(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.datamodule)
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg, out)
+    stamp = _stamp_run(cfg, out, datamodule.store) if trainer.is_global_zero else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = str(out / "checkpoints" / "best.ckpt")
     summary = {"out": str(out), "best_checkpoint": best, "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
-    summary.update({"global_step": trainer.global_step, "metrics": metrics})
-    write_json(out / "fit_summary.json", summary)
+    summary.update({"global_step": trainer.global_step, "metrics": metrics, "best_score": _best_score(trainer)})
+    if trainer.is_global_zero:
+        write_json(out / "fit_summary.json", {**summary, "stamp": stamp})
     log.info("best checkpoint: %s", best)
     return summary

@@ -29,7 +29,11 @@ def _step(checkpoint) -> int:
 def _start(tiny_store, out):
     return subprocess.Popen(
         [*MMTRAIN, "fit", f"data.store={tiny_store}", f"out={out}", *RESUME_ARGS],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -68,9 +72,20 @@ def test_sigkill_then_resume_is_bit_identical(tiny_store, tmp_path):
 def test_sigterm_writes_a_checkpoint_and_exits(tiny_store, tmp_path):
     out = tmp_path / "term"
     process = subprocess.Popen(
-        [*MMTRAIN, "fit", f"data.store={tiny_store}", f"out={out}", *TINY_MODEL, "trainer.max_steps=100000",
-         "checkpoint_every_n_steps=100000", "trainer.val_check_interval=100000"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            *MMTRAIN,
+            "fit",
+            f"data.store={tiny_store}",
+            f"out={out}",
+            *TINY_MODEL,
+            "trainer.max_steps=100000",
+            "checkpoint_every_n_steps=100000",
+            "trainer.val_check_interval=100000",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     metrics = out / "logs" / "metrics.csv"
     deadline = time.time() + 120

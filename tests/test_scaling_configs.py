@@ -1,0 +1,115 @@
+"""Scaling configs: trainer=ddp|fsdp give Lightning's strategies; the SLURM launcher and Optuna sweeper compose."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from mmtrain.cli import CONFIG_DIR
+
+NODE_COUNT_VARS = ("SLURM_NNODES", "GROUP_WORLD_SIZE")
+
+
+def _plugin(module: str, package: str):
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None, reason=f"{package} is not installed (pip install -e '.[cluster]')"
+    )
+
+
+needs_submitit = _plugin("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher")
+needs_optuna = _plugin("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper")
+
+
+def _compose(overrides: list[str], *, hydra: bool = False):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("fit", overrides=overrides, return_hydra_config=hydra)
+
+
+@pytest.fixture
+def no_cluster_env(monkeypatch):
+    for name in NODE_COUNT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def _trainer_args(cfg) -> dict:
+    return OmegaConf.to_container(cfg.trainer, resolve=True)
+
+
+@pytest.mark.parametrize(
+    "env,nodes",
+    [({}, 1), ({"SLURM_NNODES": "4"}, 4), ({"GROUP_WORLD_SIZE": "2"}, 2)],
+    ids=["none", "slurm", "torchrun"],
+)
+def test_ddp_reads_the_node_count_from_slurm_or_torchrun(no_cluster_env, env, nodes):
+    for name, value in env.items():
+        no_cluster_env.setenv(name, value)
+    args = _trainer_args(_compose(["trainer=ddp"]))
+    assert args["num_nodes"] == nodes and isinstance(args["num_nodes"], int)  # Lightning rejects "4"
+    assert (args["strategy"], args["devices"], args["precision"]) == ("ddp", "auto", "bf16-mixed")
+
+
+def test_ddp_config_builds_a_lightning_ddp_trainer(no_cluster_env):
+    import pytorch_lightning as pl
+    from pytorch_lightning.strategies import DDPStrategy
+
+    args = _trainer_args(_compose(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]))
+    trainer = pl.Trainer(**args, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert isinstance(trainer.strategy, DDPStrategy)
+    assert (trainer.num_devices, trainer.num_nodes, trainer.max_steps) == (2, 1, args["max_steps"])
+
+
+def test_fsdp_names_lightnings_fsdp_strategy_without_norm_clipping(no_cluster_env):
+    from pytorch_lightning.strategies import FSDPStrategy, StrategyRegistry
+
+    args = _trainer_args(_compose(["trainer=fsdp"]))
+    assert StrategyRegistry[args["strategy"]]["strategy"] is FSDPStrategy
+    assert (args["precision"], args["accelerator"], args["num_nodes"]) == ("bf16-mixed", "gpu", 1)
+    assert args["gradient_clip_val"] is None  # FSDPPrecision raises on the default norm clipping
+
+
+def test_a_coco_experiment_keeps_its_values_on_ddp(no_cluster_env):
+    cfg = _compose(["experiment=coco_vitb16_xe", "trainer=ddp"])
+    assert (cfg.trainer.strategy, cfg.trainer.max_steps, cfg.trainer.val_check_interval) == ("ddp", 60000, 5000)
+
+
+@needs_submitit
+def test_slurm_launcher_runs_one_task_per_gpu():
+    launcher = _compose(["hydra/launcher=slurm"], hydra=True).hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (1, 1, 1)
+    launcher = _compose(
+        ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "hydra.launcher.partition=gpu"], hydra=True
+    ).hydra.launcher
+    assert (launcher.tasks_per_node, launcher.partition) == (4, "gpu")
+    assert launcher.timeout_min > 0 and launcher.cpus_per_task > 0 and launcher.mem_gb > 0
+
+
+@needs_optuna
+@pytest.mark.filterwarnings("ignore:.*declarative_base:Warning")  # optuna 2.x on SQLAlchemy 2
+def test_optuna_sweeper_maximises_over_keys_that_exist():
+    cfg = _compose(["hydra/sweeper=optuna_cider"], hydra=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    assert sweeper.direction == "maximize" and sweeper.n_trials > 0
+    for key in sweeper.params:
+        assert OmegaConf.select(cfg, key) is not None, f"search space names {key}, which fit does not have"
+    assert instantiate(sweeper).__class__.__name__ == "OptunaSweeper"
+
+
+@needs_optuna
+def test_plugins_own_optuna_config_still_composes():
+    sweeper = _compose(["hydra/sweeper=optuna"], hydra=True).hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper")
+
+
+@needs_submitit
+@needs_optuna
+def test_optuna_on_slurm_composes_together():
+    cfg = _compose(["hydra/launcher=slurm", "hydra/sweeper=optuna_cider", "trainer=ddp"], hydra=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.sweeper.direction == "maximize"
