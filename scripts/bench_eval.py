@@ -4,7 +4,7 @@ The corpus repeats and permutes the real coco_fakecap_1000 captions under distin
 
 - in process: PTB tokenization + BLEU-1..4 + ROUGE-L + CIDEr-D, mmtrain vs pycocoevalcap (Java PTBTokenizer, Bleu,
   Rouge, Cider), on the same input, checking that every number agrees;
-- whole process: ``python -m mmtrain.metrics.evaluate`` (with its bootstrap intervals and report files) vs a script
+- whole process: ``mmtrain eval results=... references=...`` (with its bootstrap intervals and report files) vs a script
   that loads the same files with pycocotools and runs pycocoevalcap's four stages, each as a fresh subprocess.
 
 Usage: python scripts/bench_eval.py [--images 5000] [--data ../shared/data/coco_fakecap_1000]
@@ -129,8 +129,8 @@ def whole_process(references: dict, candidates: dict, workdir: Path) -> dict:
     ref_file.write_text(json.dumps({"images": images, "annotations": annotations}))
     res_file.write_text(json.dumps([{"image_id": k, "caption": c} for k, c in candidates.items()]))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    ours_cmd = [sys.executable, "-m", "mmtrain.metrics.evaluate", str(res_file), str(ref_file), str(workdir / "out")]
-    ours_cmd += ["--meteor", "false"]
+    ours_cmd = [sys.executable, "-m", "mmtrain.cli", "eval", f"results={res_file}", f"references={ref_file}"]
+    ours_cmd += [f"out={workdir / 'out'}", "meteor=false"]
     theirs_cmd = [sys.executable, "-c", PYCOCO_SCRIPT, str(res_file), str(ref_file)]
     timings = {}
     for name, command in (("mmtrain", ours_cmd), ("pycocoevalcap", theirs_cmd)):
@@ -138,7 +138,7 @@ def whole_process(references: dict, candidates: dict, workdir: Path) -> dict:
         subprocess.run(command, check=True, capture_output=True, env=env)
         timings[name] = time.perf_counter() - start
     return {
-        "mmtrain_command": "python -m mmtrain.metrics.evaluate RESULTS REFERENCES OUT --meteor false",
+        "mmtrain_command": "mmtrain eval results=RESULTS references=REFERENCES out=OUT meteor=false",
         "mmtrain_s": round(timings["mmtrain"], 3),
         "pycocoevalcap_s": round(timings["pycocoevalcap"], 3),
         "speedup": round(timings["pycocoevalcap"] / timings["mmtrain"], 1),

@@ -13,9 +13,9 @@ step "fit"
 $MM fit experiment=shapes_demo data.store="$OUT/data" out="$OUT/fit" >&2
 ckpt="$OUT/fit/checkpoints/best.ckpt"
 step "caption 8 test images"
-ls "$OUT"/raw/test2017/*.jpg | head -8 > "$OUT/caption_inputs.txt"
+ls "$PWD/$OUT"/raw/test2017/*.jpg | head -8 > "$OUT/caption_inputs.txt"
 $MM caption ckpt="$ckpt" inputs="[$OUT/caption_inputs.txt]" out="$OUT/caption" >&2
 step "eval on test"
-$MM eval ckpt="$ckpt" split=test out="$OUT/eval" bootstrap=200 >&2
+$MM eval ckpt="$ckpt" split=test out="$OUT/eval" bootstrap=200 meteor=false >&2
 step "done: $OUT/eval/metrics.json"
 .venv/bin/python -c "import json,sys; m=json.load(open(sys.argv[1])); print(json.dumps({k: round(v, 4) for k, v in m.items() if isinstance(v, float)}))" "$OUT/eval/metrics.json"

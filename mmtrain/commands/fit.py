@@ -88,7 +88,8 @@ def build_trainer(cfg: DictConfig, out: Path):
     from mmtrain.training.callbacks import FiniteLoss, RNGState, SignalCheckpoint
 
     ckpt_dir = out / "checkpoints"
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/CIDEr", mode="max", save_top_k=1)
+    monitor = str(cfg.checkpoint_monitor)
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1)
     periodic = ModelCheckpoint(
         dirpath=ckpt_dir, every_n_train_steps=int(cfg.checkpoint_every_n_steps), save_top_k=0, save_last=True
     )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from mmtrain.models.fusion.base import FusionOutput
+from mmtrain.models.fusion.base import FusionOutput, grid_position_embedding
 
 
 class ConcatFusion(nn.Module):
@@ -22,8 +21,7 @@ class ConcatFusion(nn.Module):
     def __init__(self, *, in_dim: int, d_model: int, num_tokens: int) -> None:
         super().__init__()
         self.proj = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, d_model))
-        self.type_embed = nn.Parameter(torch.zeros(num_tokens, d_model))  # (N, D) image-position embedding
-        nn.init.trunc_normal_(self.type_embed, std=0.02)
+        self.type_embed = nn.Parameter(grid_position_embedding(num_tokens, d_model))  # (N, D) image positions
 
     def forward(self, image_tokens: Tensor) -> FusionOutput:
         prefix = self.proj(image_tokens) + self.type_embed  # (B, N, D)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from mmtrain.models.fusion.base import FusionOutput
+from mmtrain.models.fusion.base import FusionOutput, grid_position_embedding
 
 
 class CrossAttentionFusion(nn.Module):
@@ -22,8 +21,7 @@ class CrossAttentionFusion(nn.Module):
     def __init__(self, *, in_dim: int, d_model: int, num_tokens: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.proj = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, d_model), nn.Dropout(dropout))
-        self.pos = nn.Parameter(torch.zeros(num_tokens, d_model))  # (N, D)
-        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.pos = nn.Parameter(grid_position_embedding(num_tokens, d_model))  # (N, D), learnable from 2-D sincos
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, image_tokens: Tensor) -> FusionOutput:

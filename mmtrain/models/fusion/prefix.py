@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mmtrain.models.fusion.base import FusionOutput
+from mmtrain.models.fusion.base import FusionOutput, grid_position_embedding
 
 
 class PrefixFusion(nn.Module):
@@ -48,9 +48,8 @@ class PrefixFusion(nn.Module):
             self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.Tanh(), nn.Linear(hidden, d_model * prefix_len))
         else:
             self.queries = nn.Parameter(torch.zeros(prefix_len, d_model))  # (K, D)
-            self.pos = nn.Parameter(torch.zeros(num_tokens, d_model))  # (N, D)
+            self.pos = nn.Parameter(grid_position_embedding(num_tokens, d_model))  # (N, D)
             nn.init.trunc_normal_(self.queries, std=0.02)
-            nn.init.trunc_normal_(self.pos, std=0.02)
             layer = nn.TransformerEncoderLayer(d_model, num_heads, 4 * d_model, 0.0, batch_first=True, norm_first=True)
             self.net = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mmtrain.models.fusion.base import FusionOutput
+from mmtrain.models.fusion.base import FusionOutput, grid_position_embedding
 
 
 class QFormerFusion(nn.Module):
@@ -36,9 +36,8 @@ class QFormerFusion(nn.Module):
     ) -> None:
         super().__init__()
         self.proj = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, d_model))
-        self.pos = nn.Parameter(torch.zeros(num_tokens, d_model))  # (N, D)
+        self.pos = nn.Parameter(grid_position_embedding(num_tokens, d_model))  # (N, D)
         self.queries = nn.Parameter(torch.zeros(num_queries, d_model))  # (Q, D)
-        nn.init.trunc_normal_(self.pos, std=0.02)
         nn.init.trunc_normal_(self.queries, std=0.02)
         layer = nn.TransformerDecoderLayer(d_model, num_heads, 4 * d_model, 0.0, batch_first=True, norm_first=True)
         self.net = nn.TransformerDecoder(layer, num_layers)
