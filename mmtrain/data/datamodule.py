@@ -1,8 +1,9 @@
 """Batches from the store: a LightningDataModule over LitData streaming datasets.
 
-Training streams ``OUT/train`` with a seeded shuffle; each image contributes ``captions_per_image`` captions chosen by
-a generator seeded from (seed, epoch, image_id), so an epoch is the same whether it ran whole or was resumed. The
-``StreamingDataLoader`` carries its position in its state, which Lightning saves in checkpoints.
+Training streams ``OUT/train`` with a seeded shuffle. Batches carry every caption of their images; just before the
+batch goes to the device, ``captions_per_image`` of them are chosen with a generator seeded from (seed, global step),
+so a resumed run picks exactly what an uninterrupted one would. The ``StreamingDataLoader`` carries its position in
+its state, which Lightning saves in checkpoints.
 """
 
 from __future__ import annotations
@@ -36,11 +37,24 @@ class Batch:
     image_ids: Tensor
     input_ids: Tensor | None = None
     captions_per_image: int = 1
+    caption_pool: list[list[list[int]]] | None = None  # every caption's token ids, per image (training only)
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: t.to(device, non_blocking=True)) if device.type != "cpu" else (lambda t: t)
         ids = None if self.input_ids is None else move(self.input_ids)
         return Batch(move(self.images), move(self.image_ids), ids, self.captions_per_image)
+
+    def choose_captions(self, count: int, seed: int) -> Batch:
+        """Pick ``count`` captions per image from the pool with a generator seeded by ``seed``; pad them."""
+        rng = random.Random(seed)
+        rows = [
+            rng.sample(pool, count) if len(pool) >= count else rng.choices(pool, k=count) for pool in self.caption_pool
+        ]
+        flat = [ids for image_rows in rows for ids in image_rows]
+        input_ids = torch.full((len(flat), max(map(len, flat))), PAD_ID, dtype=torch.long)
+        for i, ids in enumerate(flat):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+        return Batch(self.images, self.image_ids, input_ids, count)
 
 
 class CaptionDataset:
@@ -54,27 +68,16 @@ class CaptionDataset:
         self.stream = StreamingDataset(str(split_dir), shuffle=shuffle, seed=seed, drop_last=False)
         self.tokenizer, self.seed, self.captions, self.max_len = tokenizer, seed, captions, max_len
 
-    def pick_captions(self, image_id: int, captions: list[str]) -> list[list[int]]:
-        rng = random.Random(hash((self.seed, int(getattr(self.stream, "current_epoch", 0)), image_id)))
-        chosen = (
-            rng.sample(captions, self.captions)
-            if len(captions) >= self.captions
-            else rng.choices(captions, k=self.captions)
-        )
-        return [self.tokenizer.encode(c, max_len=self.max_len) for c in chosen]
-
 
 def collate(items: list[dict], dataset: CaptionDataset) -> Batch:
-    """Stack images as uint8 (B, 3, H, W) and pad token ids to the longest caption."""
+    """Stack images as uint8 (B, 3, H, W); tokenize every caption into the batch's pool (training)."""
     images = torch.from_numpy(np.stack([item["image"] for item in items])).permute(0, 3, 1, 2)  # (B, 3, H, W)
     image_ids = torch.tensor([int(item["image_id"]) for item in items])
     if dataset.tokenizer is None:
         return Batch(images.contiguous(), image_ids)
-    rows = [ids for item in items for ids in dataset.pick_captions(int(item["image_id"]), json.loads(item["captions"]))]
-    input_ids = torch.full((len(rows), max(map(len, rows))), PAD_ID, dtype=torch.long)
-    for i, ids in enumerate(rows):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-    return Batch(images.contiguous(), image_ids, input_ids, dataset.captions)
+    encode = dataset.tokenizer.encode
+    pool = [[encode(c, max_len=dataset.max_len) for c in json.loads(item["captions"])] for item in items]
+    return Batch(images.contiguous(), image_ids, None, dataset.captions, caption_pool=pool)
 
 
 class _Collator:
@@ -114,6 +117,13 @@ class CaptionDataModule(pl.LightningDataModule):
         self.tokenizer = Tokenizer(self.store / "tokenizer.model")
         self.batch_size, self.captions, self.max_len = batch_size, captions_per_image, max_caption_len
         self.num_workers, self.seed, self.eval_batch_size = num_workers, seed, eval_batch_size
+
+    def on_before_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        """Choose this step's captions, seeded by (seed, global step): identical after a resume."""
+        if batch.caption_pool is None:
+            return batch
+        step = self.trainer.global_step if self.trainer is not None else 0
+        return batch.choose_captions(self.captions, seed=self.seed * 1_000_003 + step)
 
     def references(self, split: str) -> dict[int, list[str]]:
         """Raw reference captions of ``split`` by image id, for metrics."""

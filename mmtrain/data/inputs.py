@@ -11,7 +11,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image paths for ``inputs`` and the inputs that matched nothing, as ``(input, reason)``.
 
-    A ``.txt`` file lists one path per line (blank lines and ``#`` comments skipped), relative to the list's folder.
+    A ``.txt`` file lists one path per line (blank lines and ``#`` comments skipped); a relative path is taken from
+    the list's folder, or from the working directory when it exists only there.
     Folders are searched recursively for image suffixes; globs are expanded. Duplicates are dropped.
     """
     found: list[Path] = []
@@ -29,9 +30,17 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
             for line in path.read_text(encoding="utf-8").splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
-                    entry = Path(line) if Path(line).is_absolute() else path.parent / line
-                    found.append(entry)
+                    found.append(_list_entry(path, line))
         else:
             found.append(path)  # a missing file is reported when it is read
     unique = list(dict.fromkeys(found))
     return unique, missing
+
+
+def _list_entry(list_file: Path, line: str) -> Path:
+    """A path from a list file: absolute as is; relative from the list's folder, else from the working directory."""
+    entry = Path(line)
+    if entry.is_absolute():
+        return entry
+    beside_list = list_file.parent / entry
+    return entry if entry.exists() and not beside_list.exists() else beside_list

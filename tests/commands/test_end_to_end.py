@@ -79,3 +79,17 @@ def test_caption_exits_non_zero_when_nothing_could_be_read(tiny_checkpoint, tmp_
     result = run_cli("caption", f"ckpt={tiny_checkpoint}", f"inputs=[{broken}]", f"out={tmp_path / 'o'}")
     assert result.returncode != 0
     assert "no image could be captioned" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_list_file_paths_resolve_beside_the_list_or_from_the_working_directory(tmp_path, monkeypatch):
+    from mmtrain.data.inputs import expand_inputs
+
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.jpg").write_bytes(b"x")
+    listing = tmp_path / "lists" / "inputs.txt"
+    listing.write_text("# two images\na.jpg\n\nb.jpg\n")
+    monkeypatch.chdir(tmp_path)
+    paths, missing = expand_inputs([str(listing)])
+    assert [p.resolve() for p in paths] == [(tmp_path / "lists" / "a.jpg").resolve(), (tmp_path / "b.jpg").resolve()]
+    assert missing == []

