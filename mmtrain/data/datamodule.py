@@ -1,9 +1,10 @@
 """Batches from the store: a LightningDataModule over LitData streaming datasets.
 
-Training streams ``OUT/train`` with a seeded shuffle. Batches carry every caption of their images; just before the
+Training reads ``OUT/train`` through :class:`~mmtrain.data.loader.StepResumableLoader` (a seeded shuffle positioned
+by the global step). Batches carry every caption of their images; just before the
 batch goes to the device, ``captions_per_image`` of them are chosen with a generator seeded from (seed, global step),
-so a resumed run picks exactly what an uninterrupted one would. The ``StreamingDataLoader`` carries its position in
-its state, which Lightning saves in checkpoints.
+so a resumed run picks exactly what an uninterrupted one would. Validation and test stream in order through LitData's
+``StreamingDataLoader``.
 """
 
 from __future__ import annotations
@@ -149,7 +150,32 @@ class CaptionDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self):
-        return self._loader("train", train=True)
+        from mmtrain.data.loader import StepResumableLoader
+
+        dataset = CaptionDataset(
+            self.store / "train",
+            self.tokenizer,
+            shuffle=False,
+            seed=self.seed,
+            captions=self.captions,
+            max_len=self.max_len,
+        )
+        return StepResumableLoader(
+            dataset.stream,
+            batch_size=self.batch_size,
+            collate_fn=_Collator(dataset),
+            seed=self.seed,
+            consumed=self._batches_consumed,
+            rank_world=self._rank_world,
+        )
+
+    def _batches_consumed(self) -> int:
+        trainer = self.trainer
+        return 0 if trainer is None else trainer.global_step * int(trainer.accumulate_grad_batches)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (0, 1) if trainer is None else (int(trainer.global_rank), int(trainer.world_size))
 
     def val_dataloader(self):
         return self._loader("val", train=False)

@@ -189,7 +189,7 @@ class Preprocessor:
         splits = {}
         for split, samples in kept.items():
             items = ((s.image_id, decoded[s.image_id][0], cleaned[s.image_id]) for s in samples)
-            checksum = write_split(self.out, split, items)
+            checksum = write_split(self.out, split, items, count_hint=len(samples))
             refs = coco_references([(s.image_id, s.file, s.captions) for s in samples], f"{split} references")
             write_json(self.out / f"references_{split}.json", refs, indent=None)
             reasons = Counter(r.split(":")[0] for s, r in rejected if s.split == split)

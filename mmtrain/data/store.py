@@ -42,8 +42,13 @@ def read_manifest(out_dir: Path) -> dict | None:
         raise UserError(f"{path}: corrupt manifest ({err.msg}); delete the folder and preprocess again") from None
 
 
-def write_split(out_dir: Path, split: str, items: Iterable[tuple[int, np.ndarray, list[str]]]) -> str:
+def write_split(
+    out_dir: Path, split: str, items: Iterable[tuple[int, np.ndarray, list[str]]], *, count_hint: int = 0
+) -> str:
     """Write one split's items into ``out_dir/split`` atomically (a temporary folder, then a rename).
+
+    LitData hands whole chunks to DDP ranks, so a split is cut into at least 16 chunks (at most 256 items each) to
+    give every rank of a small run its share.
 
     Returns:
         The sha256 checksum of the stored samples, in order.
@@ -52,7 +57,7 @@ def write_split(out_dir: Path, split: str, items: Iterable[tuple[int, np.ndarray
 
     final, tmp = out_dir / split, out_dir / f".tmp-{split}"
     shutil.rmtree(tmp, ignore_errors=True)
-    writer = BinaryWriter(str(tmp), chunk_bytes="64MB")
+    writer = BinaryWriter(str(tmp), chunk_size=max(1, min(256, -(-count_hint // 16))) if count_hint else 256)
     digest = hashlib.sha256()
     count = 0
     for index, (image_id, image, captions) in enumerate(items):

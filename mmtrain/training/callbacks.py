@@ -47,8 +47,7 @@ class SignalCheckpoint(pl.Callback):
     def __init__(self, checkpoint_dir: Path) -> None:
         self.checkpoint_dir, self.received = Path(checkpoint_dir), None
         self._previous: dict[int, Any] = {}
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Installed at once, so a signal during start-up is honoured at the first step rather than killing the run.
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous[sig] = signal.signal(sig, self._handle)
 
