@@ -167,7 +167,14 @@ class CaptionDataModule(pl.LightningDataModule):
             seed=self.seed,
             consumed=self._batches_consumed,
             rank_world=self._rank_world,
+            chunk_sizes=self._chunk_sizes("train"),
         )
+
+    def _chunk_sizes(self, split: str) -> list[int] | None:
+        index = self.store / split / "index.json"
+        if not index.is_file():
+            return None
+        return [int(chunk["chunk_size"]) for chunk in json.loads(index.read_text(encoding="utf-8"))["chunks"]]
 
     def _batches_consumed(self) -> int:
         trainer = self.trainer

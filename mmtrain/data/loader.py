@@ -1,7 +1,9 @@
 """A training loader whose position is a function of the global step, so a resumed run continues exactly.
 
-Batches of an epoch follow a permutation seeded by (seed, epoch); each DDP rank takes every world-size-th index of
-it. When iteration starts, the loader asks how many batches the run has consumed (global step times gradient
+Batches of an epoch follow an order seeded by (seed, epoch): the store's chunks are permuted, and the items of each
+window of ``window_chunks`` chunks are permuted together (reading a chunk-store item by item at random costs
+milliseconds per item; reading a window's items in order costs microseconds). Each DDP rank takes every
+world-size-th index of that order. When iteration starts, the loader asks how many batches the run has consumed (global step times gradient
 accumulation) and starts from there: mid-epoch resume needs no loader state of its own, and cannot drift from the
 optimizer's step.
 """
@@ -24,6 +26,8 @@ class StepResumableLoader:
         seed: shuffle seed.
         consumed: returns the number of batches this rank has already trained on.
         rank_world: returns (rank, world size).
+        chunk_sizes: items per stored chunk, in store order (one chunk of everything when None).
+        window_chunks: chunks shuffled together.
     """
 
     def __init__(
@@ -35,9 +39,16 @@ class StepResumableLoader:
         seed: int,
         consumed: Callable[[], int],
         rank_world: Callable[[], tuple[int, int]],
+        chunk_sizes: list[int] | None = None,
+        window_chunks: int = 4,
     ) -> None:
         self.dataset, self.batch_size, self.collate_fn, self.seed = dataset, batch_size, collate_fn, seed
         self.consumed, self.rank_world = consumed, rank_world
+        sizes = chunk_sizes or [len(dataset)]
+        bounds = np.cumsum([0, *sizes])
+        self.chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        self.window_chunks = window_chunks
+        self.window_items = window_chunks * max(sizes)
 
     def __len__(self) -> int:
         rank, world = self.rank_world()
@@ -46,8 +57,14 @@ class StepResumableLoader:
     def epoch_indices(self, epoch: int) -> np.ndarray:
         """This rank's item indices for ``epoch``, in order."""
         rank, world = self.rank_world()
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
-        per_rank = len(self.dataset) // world
+        rng = np.random.default_rng([self.seed, epoch])
+        chunk_order = rng.permutation(len(self.chunks))
+        windows = []
+        for w in range(0, len(chunk_order), self.window_chunks):
+            items = np.concatenate([np.arange(*self.chunks[c]) for c in chunk_order[w : w + self.window_chunks]])
+            windows.append(rng.permutation(items))
+        order = np.concatenate(windows)
+        per_rank = len(order) // world
         return order[: per_rank * world][rank::world]
 
     def __iter__(self) -> Iterator[Any]:
@@ -58,6 +75,11 @@ class StepResumableLoader:
             )
         epoch, start = divmod(self.consumed(), batches)
         indices = self.epoch_indices(epoch)
+        cache: dict[int, Any] = {}
         for b in range(start, batches):
-            chunk = indices[b * self.batch_size : (b + 1) * self.batch_size]
-            yield self.collate_fn([self.dataset[int(i)] for i in chunk])
+            wanted = [int(i) for i in indices[b * self.batch_size : (b + 1) * self.batch_size]]
+            if any(i not in cache for i in wanted):  # read ahead in store order: sequential within chunks
+                ahead = indices[b * self.batch_size : b * self.batch_size + self.window_items]
+                for i in sorted(set(int(j) for j in ahead) - cache.keys()):
+                    cache[i] = self.dataset[i]
+            yield self.collate_fn([cache.pop(i) for i in wanted])
