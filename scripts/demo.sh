@@ -13,7 +13,7 @@ step "fit"
 $MM fit experiment=shapes_demo data.store="$OUT/data" out="$OUT/fit" >&2
 ckpt="$OUT/fit/checkpoints/best.ckpt"
 step "caption 8 test images"
-ls "$PWD/$OUT"/raw/test2017/*.jpg | head -8 > "$OUT/caption_inputs.txt"
+ls "$PWD/$OUT"/raw/test2017/*.jpg | sed -n '1,8p' > "$OUT/caption_inputs.txt"
 $MM caption ckpt="$ckpt" inputs="[$OUT/caption_inputs.txt]" out="$OUT/caption" >&2
 step "eval on test"
 $MM eval ckpt="$ckpt" split=test out="$OUT/eval" bootstrap=200 meteor=false >&2

@@ -190,7 +190,7 @@ def test_caption_command_writes_a_gallery_and_scorable_results(tiny_checkpoint, 
     out, page = tmp_path / "out", tmp_path / "pages" / "gallery.html"
     result = run_cli(
         "caption", f"ckpt={tiny_checkpoint}", f"inputs=[{','.join(map(str, images))}]", f"out={out}",
-        f"html={page}", f"references={references}", "decoding=beam3", "+decoding.num_return_sequences=2",
+        f"html={page}", f"references={references}", "decoding=beam3", "decoding.num_return_sequences=2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
