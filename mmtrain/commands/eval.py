@@ -73,8 +73,9 @@ def _write_retrieval(cfg: DictConfig, model, data, store: Path) -> None:
 def _add_scene_accuracy(metrics: dict, results: Path, scenes_path: Path, out: Path) -> None:
     from mmtrain.data.shapes import load_scenes, scene_accuracy
     from mmtrain.io import write_json
+    from mmtrain.metrics.coco_files import load_results
 
-    candidates = {r["image_id"]: r["caption"] for r in json.loads(results.read_text(encoding="utf-8"))}
+    candidates = load_results(results)
     metrics["scene_accuracy"] = scene_accuracy(candidates, load_scenes(scenes_path))
     write_json(out / "metrics.json", metrics)
 

@@ -128,11 +128,9 @@ class CaptionDataModule(pl.LightningDataModule):
 
     def references(self, split: str) -> dict[int, list[str]]:
         """Raw reference captions of ``split`` by image id, for metrics."""
-        data = json.loads((self.store / f"references_{split}.json").read_text(encoding="utf-8"))
-        refs: dict[int, list[str]] = {image["id"]: [] for image in data["images"]}
-        for ann in data["annotations"]:
-            refs[ann["image_id"]].append(ann["caption"])
-        return refs
+        from mmtrain.metrics.coco_files import load_references
+
+        return load_references(self.store / f"references_{split}.json")
 
     def _loader(self, split: str, *, train: bool):
         from litdata import StreamingDataLoader

@@ -25,14 +25,19 @@ def _problem(label: str, items: list[Any]) -> str:
     return f"{len(items)} {label} (e.g. {_examples(items)})"
 
 
-def read_json(path: str | Path) -> Any:
-    """Parse a JSON file; a missing file or bad JSON is a UserError naming the file and the place."""
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Parse a JSON file; a missing file, non-UTF-8 text or bad JSON is a UserError naming the file and the place.
+
+    ``what`` names the kind of file in the not-found message (e.g. "annotation file").
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
         raise UserError(f"{path}: cannot read: {error}") from None
     try:
         return json.loads(text)

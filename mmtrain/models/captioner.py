@@ -52,6 +52,13 @@ class Captioner(nn.Module):
         init_weights(self.fusion)
         init_weights(self.decoder)
         self.contrastive = contrastive(image_dim=encoder.out_dim, text_dim=d_model) if contrastive else None
+        mean, std = encoder.data_config["mean"], encoder.data_config["std"]
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 images (B, 3, H, W) -> the encoder's normalised float input (B, 3, H, W)."""
+        return (images.float() - self.pixel_mean) / self.pixel_std
 
     def encode(self, images: Tensor) -> FusionOutput:
         """Fuse images (B, 3, H, W) into what the decoder reads."""

@@ -27,10 +27,7 @@ class LoadedModel:
     @torch.no_grad()
     def caption(self, images: torch.Tensor, decoding: DecodingConfig | None = None) -> list[list[str]]:
         """Captions for uint8 images (B, 3, H, W): ``num_return_sequences`` strings per image."""
-        cfg = self.captioner.encoder.data_config
-        mean = torch.tensor(cfg["mean"], device=images.device).view(1, 3, 1, 1) * 255
-        std = torch.tensor(cfg["std"], device=images.device).view(1, 3, 1, 1) * 255
-        sequences = self.captioner.generate((images.float() - mean) / std, config=decoding or self.decoding)
+        sequences = self.captioner.generate(self.captioner.normalize(images), config=decoding or self.decoding)
         return [[self.tokenizer.decode(seq) for seq in seqs] for seqs in sequences]
 
 

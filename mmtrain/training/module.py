@@ -57,15 +57,11 @@ class CaptionModule(pl.LightningModule):
         self.objective = objective or CrossEntropy()
         self.decoding = decoding or DecodingConfig()
         self.references, self.scenes, self.extra = references or {}, scenes, dict(extra or {})
-        mean = torch.tensor(captioner.encoder.data_config["mean"]).view(1, 3, 1, 1) * 255
-        std = torch.tensor(captioner.encoder.data_config["std"]).view(1, 3, 1, 1) * 255
-        self.register_buffer("pixel_mean", mean, persistent=False)
-        self.register_buffer("pixel_std", std, persistent=False)
         self._candidates: dict[int, str] = {}
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (B, 3, H, W) -> normalised float (B, 3, H, W)."""
-        return (images.float() - self.pixel_mean) / self.pixel_std
+        return self.captioner.normalize(images)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss, parts = self.objective(self, batch)

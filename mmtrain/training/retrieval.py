@@ -12,11 +12,8 @@ from mmtrain.data.text import PAD_ID, normalize_caption
 def embed_images(loaded, loader) -> tuple[list[int], np.ndarray]:
     """Image ids and unit image embeddings (N, E) for every batch of ``loader``."""
     ids, chunks = [], []
-    cfg = loaded.captioner.encoder.data_config
-    mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1) * 255
-    std = torch.tensor(cfg["std"]).view(1, 3, 1, 1) * 255
     for batch in loader:
-        chunks.append(loaded.captioner.embed_images((batch.images.float() - mean) / std).numpy())
+        chunks.append(loaded.captioner.embed_images(loaded.captioner.normalize(batch.images)).numpy())
         ids += batch.image_ids.tolist()
     return ids, np.concatenate(chunks)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,15 +13,9 @@ REQUIRED_KEYS = ("images", "annotations")
 
 def load_coco_captions(path: Path) -> dict:
     """Read and check a COCO captions file; a broken one is a one-line ``UserError`` naming the file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"{path}: annotation file not found") from None
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    from mmtrain.metrics.coco_files import read_json
+
+    data = read_json(path, "annotation file")
     if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):
         have = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise UserError(f"{path}: not a COCO captions file (needs keys {list(REQUIRED_KEYS)}, has {have})")

@@ -6,7 +6,6 @@ Each file lists ``images[]`` with ``filename`` (plus ``filepath`` such as ``val2
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,15 +19,9 @@ DATASET_LABELS = {"coco": "COCO", "flickr8k": "Flickr8k", "flickr30k": "Flickr30
 
 def load_karpathy(path: Path) -> list:
     """The ``images`` list of a Karpathy split file; a broken file is a one-line ``UserError`` naming it."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"{path}: Karpathy split file not found") from None
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    from mmtrain.metrics.coco_files import read_json
+
+    data = read_json(path, "Karpathy split file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         have = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise UserError(f"{path}: not a Karpathy split file (needs an 'images' list, has {have})")
