@@ -7,6 +7,7 @@ it (training and captioning have; scoring a results file has not and must not).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -36,11 +37,13 @@ SOURCE_DIR = Path(__file__).resolve().parent
 GIT_TIMEOUT_S = 10
 
 
-def run_stamp(*, store: Path | None = None, extra: dict | None = None) -> dict[str, Any]:
+def run_stamp(*, store: Path | None = None, store_url: str | None = None, extra: dict | None = None) -> dict[str, Any]:
     """Everything needed to say what produced a result, as a JSON-ready dict.
 
     Args:
-        store: the preprocessed store the run read; its manifest's config hash and split checksums are recorded.
+        store: the preprocessed store the run read; its manifest's checksum, config hash and split checksums are
+            recorded.
+        store_url: the URL the store was read from when ``store`` is the local mirror of a remote store.
         extra: caller's own fields (command, checkpoint, ...), kept under ``"extra"``.
     """
     stamp: dict[str, Any] = {
@@ -53,7 +56,7 @@ def run_stamp(*, store: Path | None = None, extra: dict | None = None) -> dict[s
             "executable": sys.executable,
         },
         "hardware": hardware(),
-        "dataset": dataset_stamp(Path(store)) if store is not None else None,
+        "dataset": dataset_stamp(Path(store), url=store_url) if store is not None else None,
         "metrics_version": METRICS_VERSION,
     }
     if extra:
@@ -67,7 +70,7 @@ def write_run_manifest(run_dir: Path, cfg_container: dict, **kw: Any) -> dict[st
     Args:
         run_dir: the run's output folder.
         cfg_container: the resolved config, e.g. ``OmegaConf.to_container(cfg, resolve=True)``.
-        **kw: passed to :func:`run_stamp` (``store=``, ``extra=``).
+        **kw: passed to :func:`run_stamp` (``store=``, ``store_url=``, ``extra=``).
     """
     from mmtrain.io import write_json
 
@@ -165,12 +168,19 @@ def _gpus() -> dict[str, Any] | None:
         return {"error": f"{type(err).__name__}: {err}"[:200]}
 
 
-def dataset_stamp(store: Path) -> dict[str, Any]:
-    """Config hash and per-split checksums from ``store/manifest.json``; a missing or broken manifest is noted."""
+def dataset_stamp(store: Path, *, url: str | None = None) -> dict[str, Any]:
+    """Checksum, config hash and per-split checksums of ``store/manifest.json``; a missing or broken one is noted.
+
+    ``manifest_sha256`` is the sha256 of the manifest file's bytes: two runs with the same value read the same store
+    (the manifest holds every split's sample checksum). ``url`` records where a mirrored remote store came from.
+    """
     stamp: dict[str, Any] = {"store": str(store)}
+    if url is not None:
+        stamp["url"] = url
     path = store / "manifest.json"
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        manifest = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         return {**stamp, "error": "no manifest.json"}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -180,6 +190,7 @@ def dataset_stamp(store: Path) -> dict[str, Any]:
     splits = {name: split for name, split in manifest.get("splits", {}).items() if isinstance(split, dict)}
     return {
         **stamp,
+        "manifest_sha256": hashlib.sha256(raw).hexdigest(),
         "format_version": manifest.get("format_version"),
         "config_hash": manifest.get("config_hash"),
         "checksums": {name: split.get("checksum") for name, split in splits.items()},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -93,6 +94,16 @@ def test_stamp_records_versions_dataset_and_metric_version(tmp_path):
     assert stamp["created_utc"].endswith("+00:00")
     assert stamp["hardware"]["cpu_count"] >= 1
     json.dumps(stamp)  # JSON-ready as it is
+
+
+def test_dataset_stamp_has_the_manifest_checksum_and_the_url_it_came_from(tmp_path):
+    store = _store(tmp_path)
+    dataset = run_stamp(store=store, store_url="s3://bucket/stores/tiny")["dataset"]
+    assert dataset["manifest_sha256"] == hashlib.sha256((store / "manifest.json").read_bytes()).hexdigest()
+    assert dataset["url"] == "s3://bucket/stores/tiny"
+    (store / "manifest.json").write_text((store / "manifest.json").read_text() + " ")
+    assert run_stamp(store=store)["dataset"]["manifest_sha256"] != dataset["manifest_sha256"]
+    assert "url" not in run_stamp(store=store)["dataset"]
 
 
 def test_absent_packages_are_none():

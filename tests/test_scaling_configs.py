@@ -42,8 +42,13 @@ def _trainer_args(cfg) -> dict:
 
 @pytest.mark.parametrize(
     "env,nodes",
-    [({}, 1), ({"SLURM_NNODES": "4"}, 4), ({"GROUP_WORLD_SIZE": "2"}, 2)],
-    ids=["none", "slurm", "torchrun"],
+    [
+        ({}, 1),
+        ({"SLURM_NNODES": "4"}, 4),
+        ({"GROUP_WORLD_SIZE": "2"}, 2),
+        ({"SLURM_NNODES": "4", "GROUP_WORLD_SIZE": "2"}, 2),
+    ],
+    ids=["none", "slurm", "torchrun", "torchrun-inside-slurm"],
 )
 def test_ddp_reads_the_node_count_from_slurm_or_torchrun(no_cluster_env, env, nodes):
     for name, value in env.items():

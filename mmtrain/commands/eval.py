@@ -28,21 +28,29 @@ def _score_files(cfg: DictConfig, results: Path, references: Path) -> dict:
     )
 
 
-def _caption_split(cfg: DictConfig) -> tuple[Path, Path, Path]:
-    """Generate captions for ``cfg.split`` with ``cfg.ckpt``; return (results file, references file, store)."""
+def _caption_split(cfg: DictConfig) -> tuple[Path, Path, Path, str | None]:
+    """Generate captions for ``cfg.split`` with ``cfg.ckpt``; return (results file, references file, store, URL).
+
+    A store URL (``s3://...``) is mirrored locally first; the returned store is then that mirror.
+    """
     import torch
     from hydra.utils import instantiate
 
     from mmtrain.data.datamodule import CaptionDataModule
+    from mmtrain.data.remote import is_url
     from mmtrain.io import write_json
     from mmtrain.models.loading import load_model
     from mmtrain.progress import progress_bar
 
     model = load_model(cfg.ckpt)
-    store = Path(cfg.store or model.extra.get("store") or "")
+    source = str(cfg.store or model.extra.get("store") or "")
+    remote = None
+    if is_url(source):  # mirrored first: the references are read from the local mirror
+        remote = CaptionDataModule(store=source, eval_batch_size=int(cfg.batch_size), cache_dir=cfg.cache_dir)
+    store = remote.store if remote else Path(source)
     if not (store / f"references_{cfg.split}.json").is_file():
-        raise UserError(f"{store}: no '{cfg.split}' split in this store (set store=PATH or split=val|test)")
-    data = CaptionDataModule(store=str(store), eval_batch_size=int(cfg.batch_size))
+        raise UserError(f"{source}: no '{cfg.split}' split in this store (set store=PATH or split=val|test)")
+    data = remote or CaptionDataModule(store=str(store), eval_batch_size=int(cfg.batch_size))
     decoding = model.decoding if cfg.use_checkpoint_decoding else instantiate(cfg.decoding)
     results = []
     loader = data.loader(cfg.split)
@@ -57,7 +65,7 @@ def _caption_split(cfg: DictConfig) -> tuple[Path, Path, Path]:
     write_json(path, results)
     if model.captioner.contrastive is not None:
         _write_retrieval(cfg, model, data, store)
-    return path, store / f"references_{cfg.split}.json", store
+    return path, store / f"references_{cfg.split}.json", store, data.url
 
 
 def _write_retrieval(cfg: DictConfig, model, data, store: Path) -> None:
@@ -90,7 +98,7 @@ def _merge_retrieval(metrics: dict, out: Path) -> None:
         write_json(out / "metrics.json", metrics)
 
 
-def _add_stamp(cfg: DictConfig, metrics: dict, store: Path | None) -> None:
+def _add_stamp(cfg: DictConfig, metrics: dict, store: Path | None, store_url: str | None = None) -> None:
     """Record what produced these numbers: ``run_manifest.json`` beside ``metrics.json``, and the stamp in it."""
     from omegaconf import OmegaConf
 
@@ -99,27 +107,28 @@ def _add_stamp(cfg: DictConfig, metrics: dict, store: Path | None) -> None:
 
     extra = {"command": "eval", "ckpt": cfg.ckpt, "results": cfg.results, "references": cfg.references}
     config = OmegaConf.to_container(cfg, resolve=True)
-    metrics["stamp"] = write_run_manifest(Path(cfg.out), config, store=store, extra=extra)["stamp"]
+    stamp = write_run_manifest(Path(cfg.out), config, store=store, store_url=store_url, extra=extra)["stamp"]
+    metrics["stamp"] = stamp
     write_json(Path(cfg.out) / "metrics.json", metrics)
 
 
 def run(cfg: DictConfig) -> dict:
     if cfg.ckpt and cfg.results:
         raise UserError("give either ckpt=... (caption and score a split) or results=... references=..., not both")
-    store = None
+    store = store_url = None
     if cfg.results:
         if not cfg.references:
             raise UserError("results=... needs references=COCO_CAPTIONS_JSON")
         metrics = _score_files(cfg, Path(cfg.results), Path(cfg.references))
     elif cfg.ckpt:
-        results, references, store = _caption_split(cfg)
+        results, references, store, store_url = _caption_split(cfg)
         metrics = _score_files(cfg, results, references)
         if (store / f"scenes_{cfg.split}.json").is_file():
             _add_scene_accuracy(metrics, results, store / f"scenes_{cfg.split}.json", Path(cfg.out))
         _merge_retrieval(metrics, Path(cfg.out))
     else:
         raise UserError("nothing to evaluate: give ckpt=PATH [split=test] or results=FILE references=FILE")
-    _add_stamp(cfg, metrics, store)
+    _add_stamp(cfg, metrics, store, store_url)
     headline = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     print(json.dumps(headline))
     return metrics

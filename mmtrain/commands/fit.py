@@ -58,7 +58,7 @@ def build_module(cfg: DictConfig, datamodule):
         references=datamodule.references("val"),
         scenes=_val_scenes(cfg, datamodule.store),
         extra={
-            "store": str(datamodule.store.resolve()),
+            "store": datamodule.location,
             "data": str(cfg.data.name),
             "resize": datamodule.manifest.get("resize", {"size": datamodule.manifest["image_size"]}),
         },
@@ -104,12 +104,17 @@ def build_trainer(cfg: DictConfig, out: Path):
     )
 
 
-def _stamp_run(cfg: DictConfig, out: Path, store: Path) -> dict:
-    """Write ``RUN/run_manifest.json`` (resolved config, code, versions, hardware, data checksums); return the stamp."""
+def _stamp_run(cfg: DictConfig, out: Path, datamodule, trainer) -> dict:
+    """Write ``RUN/run_manifest.json`` (resolved config, code, versions, hardware, data checksums); return the stamp.
+
+    The hardware is this process's; ``extra`` adds how many processes and nodes the run has.
+    """
     from mmtrain.runinfo import write_run_manifest
 
     config = OmegaConf.to_container(cfg, resolve=True)
-    return write_run_manifest(out, config, store=store, extra={"command": "fit"})["stamp"]
+    extra = {"command": "fit", "processes": trainer.world_size, "nodes": trainer.num_nodes}
+    store, url = datamodule.store, datamodule.url
+    return write_run_manifest(out, config, store=store, store_url=url, extra=extra)["stamp"]
 
 
 def _best_score(trainer) -> float | None:
@@ -131,7 +136,7 @@ def run(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.datamodule)
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg, out)
-    stamp = _stamp_run(cfg, out, datamodule.store) if trainer.is_global_zero else None
+    stamp = _stamp_run(cfg, out, datamodule, trainer) if trainer.is_global_zero else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = str(out / "checkpoints" / "best.ckpt")

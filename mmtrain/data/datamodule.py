@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from mmtrain.data.remote import is_url, mirror_store, split_source
 from mmtrain.data.store import require_store
 from mmtrain.data.text import PAD_ID, Tokenizer
 
@@ -62,11 +63,12 @@ class CaptionDataset:
     """Wraps a store split: yields (image_id, image (H,W,3) uint8, token id lists)."""
 
     def __init__(
-        self, split_dir: Path, tokenizer: Tokenizer | None, *, shuffle: bool, seed: int, captions: int, max_len: int
+        self, source, tokenizer: Tokenizer | None, *, shuffle: bool, seed: int, captions: int, max_len: int
     ) -> None:
         from litdata import StreamingDataset
 
-        self.stream = StreamingDataset(str(split_dir), shuffle=shuffle, seed=seed, drop_last=False)
+        source = str(source) if isinstance(source, Path) else source  # a folder, or LitData's Dir(cache, URL)
+        self.stream = StreamingDataset(source, shuffle=shuffle, seed=seed, drop_last=False)
         self.tokenizer, self.seed, self.captions, self.max_len = tokenizer, seed, captions, max_len
 
 
@@ -93,13 +95,16 @@ class CaptionDataModule(pl.LightningDataModule):
     """Loaders over a preprocessed store.
 
     Args:
-        store: folder written by ``mmtrain preprocess``.
+        store: folder written by ``mmtrain preprocess``, or that folder uploaded whole to ``s3://``, ``gs://`` or
+            ``azure://`` (read through LitData; see :mod:`mmtrain.data.remote`).
         batch_size: images per batch (each with ``captions_per_image`` captions in training).
         captions_per_image: captions per image per training step.
         max_caption_len: token ids per caption, bos and eos included.
         num_workers: loader processes (0 reads in the training process, often fastest for small images).
         seed: shuffle seed.
         eval_batch_size: images per batch in validation and test.
+        cache_dir: for a store URL, where its small files and streamed chunks are cached (default
+            ``$MMTRAIN_CACHE/stores`` or ``~/.cache/mmtrain/stores``).
     """
 
     def __init__(
@@ -112,12 +117,25 @@ class CaptionDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         eval_batch_size: int = 128,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
-        self.store, self.manifest = require_store(store)
+        self.url = str(store).rstrip("/") if is_url(store) else None
+        self.store, self.manifest = require_store(mirror_store(self.url, cache_dir) if self.url else store)
         self.tokenizer = Tokenizer(self.store / "tokenizer.model")
         self.batch_size, self.captions, self.max_len = batch_size, captions_per_image, max_caption_len
         self.num_workers, self.seed, self.eval_batch_size = num_workers, seed, eval_batch_size
+
+    @property
+    def location(self) -> str:
+        """The store as a user names it again: its URL, or the absolute path of the folder."""
+        return self.url or str(self.store.resolve())
+
+    def _source(self, split_dir: Path):
+        """What LitData reads for ``split_dir``: the folder, or for a remote store its URL cached in that folder."""
+        if self.url is None:
+            return split_dir
+        return split_source(self.url, self.store, split_dir.relative_to(self.store).as_posix())
 
     def on_before_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         """Choose this step's captions, seeded by (seed, global step): identical after a resume."""
@@ -137,7 +155,12 @@ class CaptionDataModule(pl.LightningDataModule):
 
         tokenizer = self.tokenizer if train else None
         dataset = CaptionDataset(
-            self.store / split, tokenizer, shuffle=train, seed=self.seed, captions=self.captions, max_len=self.max_len
+            self._source(self.store / split),
+            tokenizer,
+            shuffle=train,
+            seed=self.seed,
+            captions=self.captions,
+            max_len=self.max_len,
         )
         return StreamingDataLoader(
             dataset.stream,
@@ -151,7 +174,7 @@ class CaptionDataModule(pl.LightningDataModule):
         from mmtrain.data.loader import StepResumableLoader
 
         dataset = CaptionDataset(
-            self.store / "train",
+            self._source(self.store / "train"),
             self.tokenizer,
             shuffle=False,
             seed=self.seed,

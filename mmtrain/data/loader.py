@@ -26,7 +26,8 @@ class StepResumableLoader:
         seed: shuffle seed.
         consumed: returns the number of batches this rank has already trained on.
         rank_world: returns (rank, world size).
-        chunk_sizes: items per stored chunk, in store order (one chunk of everything when None).
+        chunk_sizes: items per stored chunk, in store order (one chunk of everything when None). Their sum is the
+            item count: under DDP, LitData's ``len(dataset)`` is only this rank's share.
         window_chunks: chunks shuffled together.
     """
 
@@ -46,13 +47,14 @@ class StepResumableLoader:
         self.consumed, self.rank_world = consumed, rank_world
         sizes = chunk_sizes or [len(dataset)]
         bounds = np.cumsum([0, *sizes])
+        self.items = int(bounds[-1])
         self.chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self.window_chunks = window_chunks
         self.window_items = window_chunks * max(sizes)
 
     def __len__(self) -> int:
         rank, world = self.rank_world()
-        return (len(self.dataset) // world) // self.batch_size
+        return (self.items // world) // self.batch_size
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
         """This rank's item indices for ``epoch``, in order."""
@@ -70,9 +72,7 @@ class StepResumableLoader:
     def __iter__(self) -> Iterator[Any]:
         batches = len(self)
         if batches == 0:
-            raise ValueError(
-                f"{len(self.dataset)} training items are fewer than one batch of {self.batch_size} per rank"
-            )
+            raise ValueError(f"{self.items} training items are fewer than one batch of {self.batch_size} per rank")
         epoch, start = divmod(self.consumed(), batches)
         indices = self.epoch_indices(epoch)
         cache: dict[int, Any] = {}
