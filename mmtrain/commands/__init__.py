@@ -53,9 +53,12 @@ def _run_task(command: str, module_name: str, cfg) -> int:
         print(f"mmtrain {command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - config errors read better without our frames
-        from hydra.errors import HydraException
+        from hydra.errors import HydraException, InstantiationException
         from omegaconf.errors import OmegaConfBaseException
 
+        if isinstance(err, InstantiationException) and isinstance(err.__cause__, UserError) and not debug:
+            print(f"mmtrain {command}: error: {err.__cause__}", file=sys.stderr)  # raised inside a _target_
+            return err.__cause__.exit_code
         if isinstance(err, (OmegaConfBaseException, HydraException)) and not debug:
             message = " ".join(str(err).split())
             print(f"mmtrain {command}: config error: {message[:400]}", file=sys.stderr)

@@ -37,3 +37,28 @@ def test_ranks_take_disjoint_shares():
     shares = [{i for b in make(rank=r, world=2) for i in b} for r in range(2)]
     assert not shares[0] & shares[1]
     assert len(shares[0]) == len(shares[1]) == 48
+
+
+class RankShare(list):
+    """Items read by global index, whose ``len`` is one rank's share, as LitData's StreamingDataset reports under DDP."""
+
+    def __len__(self) -> int:
+        return super().__len__() // 2
+
+
+def test_an_epoch_under_ddp_covers_the_store_although_litdata_reports_a_ranks_share():
+    loaders = [
+        StepResumableLoader(
+            RankShare(range(96)),
+            batch_size=8,
+            collate_fn=list,
+            seed=0,
+            consumed=lambda: 0,
+            rank_world=lambda r=r: (r, 2),
+            chunk_sizes=[6] * 16,
+        )
+        for r in range(2)
+    ]
+    assert [len(loader) for loader in loaders] == [6, 6]  # 96 items / 2 ranks / 8 per batch
+    seen = [i for loader in loaders for batch in loader for i in batch]
+    assert sorted(seen) == list(range(96))
