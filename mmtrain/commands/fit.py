@@ -29,6 +29,22 @@ def _val_scenes(cfg: DictConfig, store: Path):
     return load_scenes(store / "scenes_val.json")
 
 
+def use_feature_cache(cfg: DictConfig, datamodule, module) -> None:
+    """Train from the store's cached encoder tokens when the encoder is frozen and a cache has its key."""
+    encoder = module.captioner.encoder
+    if not cfg.get("feature_cache", True) or not encoder.frozen:
+        return
+    from mmtrain.data.features import find_feature_cache
+
+    folder = find_feature_cache(datamodule.store, datamodule.manifest, encoder)
+    if folder is None:
+        log.info("the encoder is frozen: mmtrain preprocess features=true would cache its tokens and speed up fit")
+        return
+    datamodule.use_feature_cache(folder)
+    module.extra["feature_cache"] = folder.name
+    log.info("training from the feature cache %s (the encoder's forward is skipped)", folder)
+
+
 def build_module(cfg: DictConfig, datamodule):
     """The LightningModule for ``cfg``, with a freshly initialised captioner."""
     from hydra.utils import instantiate
@@ -135,6 +151,7 @@ def run(cfg: DictConfig) -> dict:
     out = Path(cfg.out)
     datamodule = instantiate(cfg.datamodule)
     module = build_module(cfg, datamodule)
+    use_feature_cache(cfg, datamodule, module)
     trainer = build_trainer(cfg, out)
     stamp = _stamp_run(cfg, out, datamodule, trainer) if trainer.is_global_zero else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out))

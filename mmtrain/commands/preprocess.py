@@ -28,6 +28,8 @@ def run(cfg: DictConfig) -> dict:
         fingerprint=fingerprint,
     )
     manifest = preprocessor.run()
+    if cfg.features:
+        _cache_features(cfg)
     for split, info in manifest["splits"].items():
         log.info(
             "%-5s %6d images  %6d captions  %4d rejected",
@@ -42,3 +44,17 @@ def run(cfg: DictConfig) -> dict:
         )
     )
     return manifest
+
+
+def _cache_features(cfg: DictConfig) -> None:
+    """Cache the tokens of ``cfg.encoder``, built exactly as fit builds it, over the store's train images."""
+    import torch
+    from hydra.utils import instantiate
+
+    from mmtrain.data.features import write_feature_cache
+
+    encoder = OmegaConf.to_container(cfg.encoder, resolve=True)
+    encoder.update(img_size=int(cfg.data.resize.size), freeze="all")
+    torch.manual_seed(int(cfg.seed))  # fit seeds the same way before it builds the encoder
+    folder = write_feature_cache(cfg.out, instantiate(encoder), batch_size=int(cfg.feature_batch_size))
+    log.info("feature cache: %s", folder)

@@ -5,13 +5,16 @@ by the global step). Batches carry every caption of their images; just before th
 batch goes to the device, ``captions_per_image`` of them are chosen with a generator seeded from (seed, global step),
 so a resumed run picks exactly what an uninterrupted one would. Validation and test stream in order through LitData's
 ``StreamingDataLoader``.
+
+With a feature cache (see :mod:`mmtrain.data.features`), training reads the cached encoder tokens of each image
+instead of its pixels; validation and test always read pixels, so their captions are the ones ``eval`` gives.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,22 +32,25 @@ class Batch:
     """A training or evaluation batch.
 
     Attributes:
-        images: uint8 images (B, 3, H, W); the model normalises them.
+        images: uint8 images (B, 3, H, W); the model normalises them. None when ``features`` are given.
         image_ids: (B,) ids.
         input_ids: (B*C, T) token ids, C captions per image in consecutive rows; None at eval.
         captions_per_image: C.
+        caption_pool: every caption's token ids, per image (training only).
+        features: the frozen encoder's cached tokens (B, N, D) in fp16, when training from a feature cache.
     """
 
-    images: Tensor
+    images: Tensor | None
     image_ids: Tensor
     input_ids: Tensor | None = None
     captions_per_image: int = 1
-    caption_pool: list[list[list[int]]] | None = None  # every caption's token ids, per image (training only)
+    caption_pool: list[list[list[int]]] | None = None
+    features: Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: t.to(device, non_blocking=True)) if device.type != "cpu" else (lambda t: t)
-        ids = None if self.input_ids is None else move(self.input_ids)
-        return Batch(move(self.images), move(self.image_ids), ids, self.captions_per_image)
+        images, ids, features = (None if t is None else move(t) for t in (self.images, self.input_ids, self.features))
+        return Batch(images, move(self.image_ids), ids, self.captions_per_image, features=features)
 
     def choose_captions(self, count: int, seed: int) -> Batch:
         """Pick ``count`` captions per image from the pool with a generator seeded by ``seed``; pad them."""
@@ -56,7 +62,7 @@ class Batch:
         input_ids = torch.full((len(flat), max(map(len, flat))), PAD_ID, dtype=torch.long)
         for i, ids in enumerate(flat):
             input_ids[i, : len(ids)] = torch.tensor(ids)
-        return Batch(self.images, self.image_ids, input_ids, count)
+        return replace(self, input_ids=input_ids, captions_per_image=count, caption_pool=None)
 
 
 class CaptionDataset:
@@ -72,15 +78,21 @@ class CaptionDataset:
         self.tokenizer, self.seed, self.captions, self.max_len = tokenizer, seed, captions, max_len
 
 
+def _stack(items: list[dict], key: str) -> Tensor | None:
+    return torch.from_numpy(np.stack([item[key] for item in items])) if key in items[0] else None
+
+
 def collate(items: list[dict], dataset: CaptionDataset) -> Batch:
-    """Stack images as uint8 (B, 3, H, W); tokenize every caption into the batch's pool (training)."""
-    images = torch.from_numpy(np.stack([item["image"] for item in items])).permute(0, 3, 1, 2)  # (B, 3, H, W)
+    """Stack images as uint8 (B, 3, H, W) (or cached encoder tokens (B, N, D)); tokenize every caption (training)."""
+    images = _stack(items, "image")  # (B, H, W, 3)
+    images = None if images is None else images.permute(0, 3, 1, 2).contiguous()  # (B, 3, H, W)
     image_ids = torch.tensor([int(item["image_id"]) for item in items])
+    features = _stack(items, "features")  # (B, N, D) fp16
     if dataset.tokenizer is None:
-        return Batch(images.contiguous(), image_ids)
+        return Batch(images, image_ids, features=features)
     encode = dataset.tokenizer.encode
     pool = [[encode(c, max_len=dataset.max_len) for c in json.loads(item["captions"])] for item in items]
-    return Batch(images.contiguous(), image_ids, None, dataset.captions, caption_pool=pool)
+    return Batch(images, image_ids, None, dataset.captions, caption_pool=pool, features=features)
 
 
 class _Collator:
@@ -125,6 +137,11 @@ class CaptionDataModule(pl.LightningDataModule):
         self.tokenizer = Tokenizer(self.store / "tokenizer.model")
         self.batch_size, self.captions, self.max_len = batch_size, captions_per_image, max_caption_len
         self.num_workers, self.seed, self.eval_batch_size = num_workers, seed, eval_batch_size
+        self.train_dir = self.store / "train"
+
+    def use_feature_cache(self, cache_dir: Path) -> None:
+        """Train on the cached encoder tokens in ``cache_dir`` (``STORE/features/KEY``) instead of the images."""
+        self.train_dir = cache_dir / "train"
 
     @property
     def location(self) -> str:
@@ -174,7 +191,7 @@ class CaptionDataModule(pl.LightningDataModule):
         from mmtrain.data.loader import StepResumableLoader
 
         dataset = CaptionDataset(
-            self._source(self.store / "train"),
+            self._source(self.train_dir),
             self.tokenizer,
             shuffle=False,
             seed=self.seed,
@@ -188,11 +205,11 @@ class CaptionDataModule(pl.LightningDataModule):
             seed=self.seed,
             consumed=self._batches_consumed,
             rank_world=self._rank_world,
-            chunk_sizes=self._chunk_sizes("train"),
+            chunk_sizes=self._chunk_sizes(self.train_dir),
         )
 
-    def _chunk_sizes(self, split: str) -> list[int] | None:
-        index = self.store / split / "index.json"
+    def _chunk_sizes(self, split_dir: Path) -> list[int] | None:
+        index = split_dir / "index.json"
         if not index.is_file():
             return None
         return [int(chunk["chunk_size"]) for chunk in json.loads(index.read_text(encoding="utf-8"))["chunks"]]

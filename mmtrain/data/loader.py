@@ -79,7 +79,7 @@ class StepResumableLoader:
         for b in range(start, batches):
             wanted = [int(i) for i in indices[b * self.batch_size : (b + 1) * self.batch_size]]
             if any(i not in cache for i in wanted):  # read ahead in store order: sequential within chunks
-                ahead = indices[b * self.batch_size : b * self.batch_size + self.window_items]
+                ahead = indices[b * self.batch_size : b * self.batch_size + max(self.window_items, self.batch_size)]
                 for i in sorted(set(int(j) for j in ahead) - cache.keys()):
                     cache[i] = self.dataset[i]
             yield self.collate_fn([cache.pop(i) for i in wanted])

@@ -175,6 +175,7 @@ class Preprocessor:
     def _write(self, by_split, cleaned, decoded, rejected, stats, report: SourceReport) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / MANIFEST).unlink(missing_ok=True)  # the store is incomplete from here until the end
+        shutil.rmtree(self.out / "features", ignore_errors=True)  # feature caches of the images being replaced
         bad = {s.image_id for s, _ in rejected}
         kept = {split: [s for s in samples if s.image_id not in bad] for split, samples in by_split.items()}
         train_text = [c for s in kept["train"] for c in cleaned[s.image_id]]

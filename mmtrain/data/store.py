@@ -7,6 +7,8 @@ Layout of ``OUT``::
     tokenizer.model        SentencePiece, trained on the train split only
     {split}/               LitData chunks + index.json; items {image_id, image (H,W,3) uint8, captions (JSON list)}
     references_{split}.json  COCO captions ground truth with the raw captions, for metrics
+    features/KEY/          optional feature cache (``preprocess features=true``, see :mod:`mmtrain.data.features`):
+                           features.json (the key) + train/ with items {image_id, features (N,D) fp16, captions}
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,26 +47,41 @@ def read_manifest(out_dir: Path) -> dict | None:
 def write_split(
     out_dir: Path, split: str, items: Iterable[tuple[int, np.ndarray, list[str]]], *, count_hint: int = 0
 ) -> str:
-    """Write one split's items into ``out_dir/split`` atomically (a temporary folder, then a rename).
+    """Write one split's items into ``out_dir/split`` atomically (see :func:`write_items`).
+
+    Returns:
+        The sha256 checksum of the stored samples, in order.
+    """
+    digest = hashlib.sha256()
+
+    def records() -> Iterator[dict]:
+        for image_id, image, captions in items:
+            text = json.dumps(captions, ensure_ascii=False)
+            digest.update(f"{image_id}|{image.shape}|{text}|".encode())
+            digest.update(image.tobytes())
+            yield {"image_id": int(image_id), "image": image, "captions": text}
+
+    write_items(out_dir / split, records(), count_hint=count_hint)
+    return digest.hexdigest()
+
+
+def write_items(final: Path, items: Iterable[dict], *, count_hint: int = 0) -> int:
+    """Write dict items as a LitData folder ``final`` atomically (a temporary folder, then a rename).
 
     LitData hands whole chunks to DDP ranks, so a split is cut into at least 16 chunks (at most 256 items each) to
     give every rank of a small run its share.
 
     Returns:
-        The sha256 checksum of the stored samples, in order.
+        The number of items written.
     """
     from litdata.streaming.writer import BinaryWriter
 
-    final, tmp = out_dir / split, out_dir / f".tmp-{split}"
+    tmp = final.parent / f".tmp-{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     writer = BinaryWriter(str(tmp), chunk_size=max(1, min(256, -(-count_hint // 16))) if count_hint else 256)
-    digest = hashlib.sha256()
     count = 0
-    for index, (image_id, image, captions) in enumerate(items):
-        text = json.dumps(captions, ensure_ascii=False)
-        digest.update(f"{image_id}|{image.shape}|{text}|".encode())
-        digest.update(image.tobytes())
-        writer.add_item(index, {"image_id": int(image_id), "image": image, "captions": text})
+    for index, item in enumerate(items):
+        writer.add_item(index, item)
         count += 1
     if count:  # LitData's merge waits forever for the index of a writer that got no item
         writer.done()
@@ -72,7 +89,7 @@ def write_split(
     tmp.mkdir(parents=True, exist_ok=True)  # an empty split is an empty folder
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    return digest.hexdigest()
+    return count
 
 
 def require_store(store_dir: str | Path) -> tuple[Path, dict]:

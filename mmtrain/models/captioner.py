@@ -52,21 +52,30 @@ class Captioner(nn.Module):
         init_weights(self.fusion)
         init_weights(self.decoder)
         self.contrastive = contrastive(image_dim=encoder.out_dim, text_dim=d_model) if contrastive else None
-        mean, std = encoder.data_config["mean"], encoder.data_config["std"]
-        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 images (B, 3, H, W) -> the encoder's normalised float input (B, 3, H, W)."""
-        return (images.float() - self.pixel_mean) / self.pixel_std
+        return self.encoder.normalize(images)
 
-    def encode(self, images: Tensor) -> FusionOutput:
-        """Fuse images (B, 3, H, W) into what the decoder reads."""
-        return self.fusion(self.encoder(images))
+    def image_tokens(self, images: Tensor | None, tokens: Tensor | None = None) -> Tensor:
+        """Encoder tokens (B, N, D) of normalised ``images``, or the precomputed ``tokens`` cast to float.
 
-    def forward(self, images: Tensor, input_ids: Tensor, captions_per_image: int = 1) -> CaptionerOutput:
-        """Teacher-forced logits for ``input_ids`` (B*C, T), C consecutive rows per image."""
-        tokens = self.encoder(images)  # (B, N, D)
+        Precomputed tokens come from a feature cache of this (frozen) encoder; the encoder's forward is skipped.
+        """
+        return self.encoder(images) if tokens is None else tokens.float()
+
+    def encode(self, images: Tensor | None, *, tokens: Tensor | None = None) -> FusionOutput:
+        """Fuse images (B, 3, H, W), or their precomputed encoder tokens (B, N, D), into what the decoder reads."""
+        return self.fusion(self.image_tokens(images, tokens))
+
+    def forward(
+        self, images: Tensor | None, input_ids: Tensor, captions_per_image: int = 1, *, tokens: Tensor | None = None
+    ) -> CaptionerOutput:
+        """Teacher-forced logits for ``input_ids`` (B*C, T), C consecutive rows per image.
+
+        The image side is ``images`` (B, 3, H, W) or, from a feature cache, their encoder ``tokens`` (B, N, D).
+        """
+        tokens = self.image_tokens(images, tokens)  # (B, N, D)
         fused = self.fusion(tokens)
         image_emb = self.contrastive.embed_images(tokens) if self.contrastive is not None else None
         return CaptionerOutput(self.decode(fused, input_ids, captions_per_image), fused, image_emb)

@@ -54,14 +54,23 @@ class TimmEncoder(nn.Module):
                 raise UserError(f"encoder.model_name={model_name!r}: {err}") from None
             raise
         self.model_name, self.img_size = model_name, img_size
+        self.model_kwargs = dict(model_kwargs or {})  # part of a feature cache's key
         self.out_dim: int = self.model.num_features
         with torch.no_grad():
             self.num_tokens: int = self.forward(torch.zeros(1, 3, img_size, img_size)).shape[1]
         self.data_config = timm.data.resolve_data_config({}, model=self.model)
+        mean, std = self.data_config["mean"], self.data_config["std"]
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
         self.set_freeze(freeze)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 images (B, 3, H, W) -> this encoder's normalised float input (B, 3, H, W)."""
+        return (images.float() - self.pixel_mean) / self.pixel_std
 
     def set_freeze(self, freeze: str | int) -> None:
         """Freeze everything, nothing, or all but the last N blocks (``blocks`` or ``stages`` in timm models)."""
+        self.frozen_all = freeze == "all"
         if freeze in ("none", None, 0):
             return
         for p in self.model.parameters():
@@ -83,6 +92,14 @@ class TimmEncoder(nn.Module):
     @property
     def frozen(self) -> bool:
         return not any(p.requires_grad for p in self.parameters())
+
+    def train(self, mode: bool = True) -> TimmEncoder:
+        """A wholly frozen encoder stays in eval mode: batch-norm statistics and dropout stay fixed too, so it always
+        computes what a feature cache of it holds."""
+        super().train(mode)
+        if getattr(self, "frozen_all", False):
+            self.model.eval()
+        return self
 
     def forward(self, images: Tensor) -> Tensor:
         features = self.model.forward_features(images)

@@ -65,7 +65,7 @@ class CaptionModule(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss, parts = self.objective(self, batch)
-        size = batch.images.shape[0]
+        size = batch.image_ids.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name, value in parts.items():
             self.log(f"train/{name}", value, batch_size=size)

@@ -14,9 +14,18 @@ from torch import Tensor
 from mmtrain.data.text import PAD_ID
 
 
+def image_inputs(module, batch) -> dict[str, Tensor | None]:
+    """The captioner's image arguments for ``batch``: normalised pixels, or a feature cache's encoder tokens."""
+    if batch.features is not None:
+        return {"images": None, "tokens": batch.features}
+    return {"images": module.normalize(batch.images), "tokens": None}
+
+
 def _xe(module, batch, label_smoothing: float):
     ids = batch.input_ids  # (B*C, T)
-    out = module.captioner(module.normalize(batch.images), ids[:, :-1], batch.captions_per_image)
+    out = module.captioner(
+        input_ids=ids[:, :-1], captions_per_image=batch.captions_per_image, **image_inputs(module, batch)
+    )
     logits = out.logits
     loss = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
@@ -94,12 +103,12 @@ class SelfCritical:
         return torch.as_tensor(self.scorer.score_batch(candidates, [self.references[i] for i in image_ids]))
 
     def __call__(self, module, batch) -> tuple[Tensor, dict[str, Any]]:
-        from mmtrain.models.generation import DecodingConfig, sample_with_logprobs
+        from mmtrain.models.generation import DecodingConfig, decode, sample_with_logprobs
 
         captioner, tokenizer = module.captioner, module.tokenizer
-        images = module.normalize(batch.images)
+        inputs = image_inputs(module, batch)
         image_ids = batch.image_ids.tolist()
-        fused = captioner.encode(images)
+        fused = captioner.encode(**inputs)
         tokens, logprobs, mask = sample_with_logprobs(
             captioner, fused, len(image_ids), self.k, self.max_len, self.temperature
         )
@@ -108,7 +117,9 @@ class SelfCritical:
         if self.baseline == "greedy":
             with torch.no_grad():
                 captioner.eval()
-                greedy = captioner.generate(images, config=DecodingConfig(max_len=self.max_len))
+                greedy = decode(
+                    captioner, captioner.encode(**inputs), len(image_ids), DecodingConfig(max_len=self.max_len)
+                )
                 captioner.train()
             base = self.rewards([tokenizer.decode(s[0]) for s in greedy], image_ids).float()[:, None]  # (B, 1)
         else:

@@ -62,3 +62,18 @@ def test_an_epoch_under_ddp_covers_the_store_although_litdata_reports_a_ranks_sh
     assert [len(loader) for loader in loaders] == [6, 6]  # 96 items / 2 ranks / 8 per batch
     seen = [i for loader in loaders for batch in loader for i in batch]
     assert sorted(seen) == list(range(96))
+
+
+def test_a_batch_larger_than_a_shuffle_window_is_read_whole():
+    loader = StepResumableLoader(
+        list(range(96)),
+        batch_size=32,
+        collate_fn=list,
+        seed=0,
+        consumed=lambda: 0,
+        rank_world=lambda: (0, 1),
+        chunk_sizes=[6] * 16,  # a small store: windows of 4 chunks hold 24 items
+    )
+    batches = list(loader)
+    assert [len(b) for b in batches] == [32, 32, 32]
+    assert sorted(i for b in batches for i in b) == list(range(96))
