@@ -7,7 +7,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: help install browser test test-slow lint format demo bench bench-eval bench-caption bench-data clean
+.PHONY: help install browser test test-slow lint format demo bench bench-eval bench-caption bench-data bench-train clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -51,10 +51,13 @@ bench-caption: $(STAMP) ## Benchmark decoding: KV cache vs none, and vs Hugging 
 	$(BIN)/pip install -q -e '.[bench]' $(TORCH_PINS)
 	$(BIN)/python scripts/bench_caption.py
 
+bench-train: $(STAMP) ## Benchmark training throughput: mmtrain fit vs a bare PyTorch loop (JSON)
+	$(BIN)/python scripts/bench_train.py
+
 bench-data: $(STAMP) ## Benchmark the data path on real COCO photos: store vs JPEG loader, workers, feature cache (JSON)
 	$(BIN)/python scripts/bench_data.py
 
-bench: bench-eval bench-caption bench-data ## Run all benchmarks
+bench: bench-eval bench-caption bench-data bench-train ## Run all benchmarks
 
 clean: ## Remove run outputs (keeps .venv)
 	rm -rf runs outputs multirun

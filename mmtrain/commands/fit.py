@@ -61,6 +61,9 @@ def build_module(cfg: DictConfig, datamodule):
     if cfg.init_from:
         _init_weights_from(captioner, Path(cfg.init_from), datamodule.tokenizer)
     objective = instantiate(cfg.objective.loss)
+    ema = _weight_ema(cfg, captioner)
+    if cfg.get("compile"):
+        captioner.compile()  # in place: the training forward is compiled, state_dict keys and generation unchanged
     if hasattr(objective, "setup"):
         objective.setup(datamodule.references("train"))
     return CaptionModule(
@@ -78,7 +81,22 @@ def build_module(cfg: DictConfig, datamodule):
             "data": str(cfg.data.name),
             "resize": datamodule.manifest.get("resize", {"size": datamodule.manifest["image_size"]}),
         },
+        ema=ema,
     )
+
+
+def _weight_ema(cfg: DictConfig, captioner):
+    """The EMA of the captioner's weights when ``ema.decay`` is set (made before compiling: it copies the model)."""
+    decay = cfg.get("ema", {}).get("decay")
+    if decay is None:
+        return None
+    if str(cfg.trainer.get("strategy", "")).startswith("fsdp"):
+        raise UserError("ema.decay is not supported with FSDP (the average needs whole weights); use ddp or set null")
+    if not 0.0 < float(decay) < 1.0:
+        raise UserError(f"ema.decay must be in (0, 1) or null, got {decay}")
+    from mmtrain.training.ema import WeightEMA
+
+    return WeightEMA(captioner, decay=float(decay), start_step=int(cfg.ema.get("start_step", 0)))
 
 
 def _init_weights_from(captioner, path: Path, tokenizer) -> None:

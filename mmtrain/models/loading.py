@@ -45,11 +45,21 @@ def _from_checkpoint(path: Path) -> LoadedModel:
         raise UserError(f"{path}: not an mmtrain checkpoint (no 'mmtrain' section)")
     tokenizer = Tokenizer(bytes(meta["tokenizer"].numpy().tobytes()))
     captioner = build_captioner(meta["model_config"], tokenizer.vocab_size, for_inference=True)
-    prefix = "captioner."
-    state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    state, weights = checkpoint_weights(checkpoint["state_dict"])
     _load_state(captioner, state, path)
     decoding = DecodingConfig(**{k: v for k, v in meta.get("decoding", {}).items() if k != "_target_"})
-    return LoadedModel(captioner.eval(), tokenizer, decoding, meta["model_config"], dict(meta.get("extra", {})))
+    extra = {**meta.get("extra", {}), "weights": weights}
+    return LoadedModel(captioner.eval(), tokenizer, decoding, meta["model_config"], extra)
+
+
+def checkpoint_weights(state_dict: dict) -> tuple[dict, str]:
+    """The captioner's weights in a Lightning ``state_dict``: the EMA of them when the run kept one ("ema"), else
+    the trained weights ("raw")."""
+    for prefix, weights in (("ema.model.", "ema"), ("captioner.", "raw")):
+        state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if state:
+            return state, weights
+    return {}, "raw"
 
 
 def _from_bundle(path: Path) -> LoadedModel:

@@ -19,6 +19,7 @@ def _card(model_config: dict, metrics: dict | None, extra: dict) -> str:
         f"- fusion: `{model_config['fusion'].get('_target_', '').rsplit('.', 1)[-1]}`",
         f"- decoder: {model_config['decoder'].get('num_layers')} layers, width {model_config['decoder'].get('d_model')}",
         f"- trained on: {extra.get('data', 'unknown')}",
+        f"- weights: {'an exponential moving average' if extra.get('weights') == 'ema' else 'as trained'}",
         "",
         "## Use",
         "",

@@ -14,6 +14,7 @@ from mmtrain.data.datamodule import Batch
 from mmtrain.data.text import Tokenizer
 from mmtrain.models.captioner import Captioner
 from mmtrain.models.generation import DecodingConfig
+from mmtrain.training.ema import WeightEMA
 from mmtrain.training.optim import build_optimizer, warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ class CaptionModule(pl.LightningModule):
         references: val references by image id (raw captions).
         scenes: val scenes for the built-in dataset's scene checker, or None.
         extra: plain values saved into checkpoints (e.g. the store path).
+        ema: an exponential moving average of ``captioner``'s weights, updated after each optimizer step; when
+            given, validation decodes with it (so the best checkpoint is chosen by the EMA weights).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class CaptionModule(pl.LightningModule):
         references: dict[int, list[str]] | None = None,
         scenes: dict | None = None,
         extra: dict | None = None,
+        ema: WeightEMA | None = None,
     ) -> None:
         super().__init__()
         self.captioner, self.tokenizer, self.model_config = captioner, tokenizer, model_config
@@ -58,6 +62,7 @@ class CaptionModule(pl.LightningModule):
         self.decoding = decoding or DecodingConfig()
         self.references, self.scenes, self.extra = references or {}, scenes, dict(extra or {})
         self._candidates: dict[int, str] = {}
+        self.ema = ema
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (B, 3, H, W) -> normalised float (B, 3, H, W)."""
@@ -71,10 +76,20 @@ class CaptionModule(pl.LightningModule):
             self.log(f"train/{name}", value, batch_size=size)
         return loss
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:  # here, not in a batch-end hook: checkpoint callbacks run before those
+            self.ema.update(self.captioner)
+
+    @property
+    def inference_captioner(self) -> Captioner:
+        """The weights validation decodes with: the EMA copy when there is one."""
+        return self.ema.model if self.ema is not None else self.captioner
+
     @torch.no_grad()
     def generate_captions(self, images: Tensor, decoding: DecodingConfig | None = None) -> list[str]:
         """Decode uint8 images to caption strings (first returned sequence per image)."""
-        sequences = self.captioner.generate(self.normalize(images), config=decoding or self.decoding)
+        sequences = self.inference_captioner.generate(self.normalize(images), config=decoding or self.decoding)
         return [self.tokenizer.decode(seqs[0]) for seqs in sequences]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -85,11 +100,13 @@ class CaptionModule(pl.LightningModule):
         self._candidates = {}
 
     def on_validation_epoch_end(self) -> None:
-        from mmtrain.training.validation import validation_metrics
+        from mmtrain.training.validation import gather_candidates, validation_metrics
 
-        metrics = validation_metrics(self._candidates, self.references, self.scenes)
+        # Every rank scores the whole split's captions, so all ranks log (and pick the best checkpoint by) one value.
+        metrics = validation_metrics(gather_candidates(self._candidates), self.references, self.scenes)
         for name, value in metrics.items():
-            self.log(f"val/{name}", value, prog_bar=name in ("CIDEr", "scene_accuracy"))
+            prog_bar = name in ("CIDEr", "scene_accuracy")
+            self.log(f"val/{name}", value, prog_bar=prog_bar, sync_dist=True, reduce_fx="max")  # equal on all ranks
 
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim
@@ -116,3 +133,17 @@ class CaptionModule(pl.LightningModule):
             "decoding": dict(self.decoding.__dict__),
             "extra": {**self.extra, "objective": getattr(self.objective, "name", "xe")},
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume across a change of ``ema.decay``: start the average from the saved weights, or drop it."""
+        state = checkpoint["state_dict"]
+        saved = [k for k in state if k.startswith("ema.")]
+        if self.ema is not None and not saved:
+            log.warning("the checkpoint has no EMA weights: the average starts from its weights")
+            n = len("captioner.")
+            state.update({f"ema.model.{k[n:]}": v for k, v in list(state.items()) if k.startswith("captioner.")})
+            state["ema._extra_state"] = {"step": int(checkpoint.get("global_step", 0))}
+        elif self.ema is None and saved:
+            log.warning("ema.decay is null: the checkpoint's EMA weights are not used")
+            for key in saved:
+                del state[key]

@@ -1,10 +1,24 @@
-"""Metrics computed on validation captions: CIDEr-D (and friends), collapse monitors, scene accuracy."""
+"""Metrics computed on validation captions: CIDEr-D (and friends), collapse monitors, scene accuracy.
+
+Under DDP each rank decodes part of the split; the captions are gathered first, so every rank scores all of them.
+"""
 
 from __future__ import annotations
 
 import logging
 
 log = logging.getLogger(__name__)
+
+
+def gather_candidates(candidates: dict[int, str]) -> dict[int, str]:
+    """Every rank's validation captions merged by image id (the sampler may give an image to two ranks)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return dict(candidates)
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, sorted(candidates.items()))
+    return dict(sorted(pair for part in parts for pair in part))
 
 
 def validation_metrics(
