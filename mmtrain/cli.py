@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, overrides = argv[0], argv[1:]
     if command not in COMMANDS:
+        from mmtrain.errors import EXIT_UNKNOWN_COMMAND
+
         print(f"mmtrain: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
+        return EXIT_UNKNOWN_COMMAND
     from mmtrain.commands import run_hydra
 
     return run_hydra(command, COMMANDS[command][0], overrides)

@@ -7,9 +7,10 @@ keeps its traceback. Exit codes are shared by every command (see the README's "E
 from __future__ import annotations
 
 EXIT_OK = 0
-EXIT_USER_ERROR = 1  # bad input, bad config, bad file
+EXIT_USER_ERROR = 1  # bad input, bad config, bad file, non-finite loss
+EXIT_UNKNOWN_COMMAND = 2  # `mmtrain COMMAND` with a command that does not exist
 EXIT_PARTIAL = 3  # some inputs failed, nothing was produced (e.g. caption found no readable image)
-EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM after a checkpoint was written
+EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM: stopped early (fit writes last.ckpt first)
 
 
 class UserError(Exception):

@@ -47,7 +47,8 @@ def _run_task(command: str, module_name: str, cfg) -> int:
     except UserError as err:
         if debug:
             raise
-        print(f"mmtrain {command}: error: {err}", file=sys.stderr)
+        kind = "interrupted" if err.exit_code == EXIT_INTERRUPTED else "error"
+        print(f"mmtrain {command}: {kind}: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"mmtrain {command}: interrupted", file=sys.stderr)

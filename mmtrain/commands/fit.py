@@ -12,12 +12,15 @@ from mmtrain.errors import UserError
 log = logging.getLogger("mmtrain.fit")
 
 
-def _resume_path(cfg: DictConfig, out: Path) -> str | None:
+def _resume_path(cfg: DictConfig, out: Path, module) -> str | None:
     if not cfg.resume:
         return None
     path = out / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint to resume from")
+    from mmtrain.training.checkpoint_io import check_resumable
+
+    check_resumable(path, module)
     return str(path)
 
 
@@ -120,6 +123,7 @@ def build_trainer(cfg: DictConfig, out: Path):
     from pytorch_lightning.loggers import CSVLogger
 
     from mmtrain.training.callbacks import FiniteLoss, RNGState, SignalCheckpoint
+    from mmtrain.training.checkpoint_io import AtomicCheckpointIO
 
     ckpt_dir = out / "checkpoints"
     monitor = str(cfg.checkpoint_monitor)
@@ -135,6 +139,7 @@ def build_trainer(cfg: DictConfig, out: Path):
         callbacks=callbacks,
         logger=CSVLogger(str(out), name="logs", version=""),
         enable_model_summary=True,
+        plugins=[AtomicCheckpointIO()],
     )
 
 
@@ -149,6 +154,20 @@ def _stamp_run(cfg: DictConfig, out: Path, datamodule, trainer) -> dict:
     extra = {"command": "fit", "processes": trainer.world_size, "nodes": trainer.num_nodes}
     store, url = datamodule.store, datamodule.url
     return write_run_manifest(out, config, store=store, store_url=url, extra=extra)["stamp"]
+
+
+def _stop_if_interrupted(trainer) -> None:
+    """A run stopped by SIGTERM or SIGINT exits 130, so that a script does not take it for a finished one."""
+    from mmtrain.errors import EXIT_INTERRUPTED
+    from mmtrain.training.callbacks import SignalCheckpoint
+
+    stopped = next((c for c in trainer.callbacks if isinstance(c, SignalCheckpoint) and c.received), None)
+    if stopped is not None:
+        raise UserError(
+            f"{stopped.received} at step {trainer.global_step}: checkpoint written to "
+            f"{stopped.checkpoint_dir / 'last.ckpt'}; continue with resume=last",
+            exit_code=EXIT_INTERRUPTED,
+        )
 
 
 def _best_score(trainer) -> float | None:
@@ -172,7 +191,11 @@ def run(cfg: DictConfig) -> dict:
     use_feature_cache(cfg, datamodule, module)
     trainer = build_trainer(cfg, out)
     stamp = _stamp_run(cfg, out, datamodule, trainer) if trainer.is_global_zero else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out, module))
+    except SystemExit:  # Lightning's SIGTERMException, raised after SignalCheckpoint wrote last.ckpt
+        _stop_if_interrupted(trainer)
+        raise
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = str(out / "checkpoints" / "best.ckpt")
     summary = {"out": str(out), "best_checkpoint": best, "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
@@ -180,4 +203,5 @@ def run(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         write_json(out / "fit_summary.json", {**summary, "stamp": stamp})
     log.info("best checkpoint: %s", best)
+    _stop_if_interrupted(trainer)
     return summary

@@ -31,18 +31,23 @@ class LoadedModel:
         return [[self.tokenizer.decode(seq) for seq in seqs] for seqs in sequences]
 
 
-def _from_checkpoint(path: Path) -> LoadedModel:
-    from mmtrain.models.build import build_captioner
-
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint at ``path`` as plain data (no unpickled code); a broken or foreign file is one ``UserError``."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(
-            f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
-        ) from None
-    meta = checkpoint.get("mmtrain") if isinstance(checkpoint, dict) else None
-    if not meta:
+        detail = (str(err).splitlines() or [""])[0][:120]
+        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}: {detail})") from None
+    if not isinstance(checkpoint, dict) or not checkpoint.get("mmtrain") or "state_dict" not in checkpoint:
         raise UserError(f"{path}: not an mmtrain checkpoint (no 'mmtrain' section)")
+    return checkpoint
+
+
+def _from_checkpoint(path: Path) -> LoadedModel:
+    from mmtrain.models.build import build_captioner
+
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint["mmtrain"]
     tokenizer = Tokenizer(bytes(meta["tokenizer"].numpy().tobytes()))
     captioner = build_captioner(meta["model_config"], tokenizer.vocab_size, for_inference=True)
     state, weights = checkpoint_weights(checkpoint["state_dict"])

@@ -1,0 +1,52 @@
+"""Checkpoint files for ``fit``: written atomically beside their final name, read without unpickling code.
+
+Lightning's own writer stages a checkpoint in the system temporary folder and moves it into place, which is a copy
+(not a rename) whenever that folder is on another file system; a kill during the copy would leave a truncated
+``last.ckpt``. Checking a resume checkpoint before Lightning loads it turns a foreign or broken file into one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from mmtrain.errors import UserError
+from mmtrain.io import atomic_open
+from mmtrain.models.loading import read_checkpoint
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves with a temporary file in the checkpoint's folder and a rename; loads with ``weights_only=True``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        with atomic_open(path, "wb") as handle:
+            torch.save(checkpoint, handle)
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        return super().load_checkpoint(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def check_resumable(path: Path, module) -> None:
+    """Refuse, in one line, a checkpoint ``module`` cannot continue from: another tokenizer or model shape."""
+    checkpoint = read_checkpoint(path)
+    tokenizer = checkpoint["mmtrain"].get("tokenizer")
+    if tokenizer is None or bytes(tokenizer.numpy().tobytes()) != module.tokenizer.model_bytes:
+        raise UserError(f"{path}: trained with another tokenizer than this store's; resume with the same data.store")
+    stored = {k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("captioner.")}
+    wanted = {f"captioner.{k}": v.shape for k, v in module.captioner.state_dict().items()}
+    missing, unexpected = sorted(wanted.keys() - stored.keys()), sorted(stored.keys() - wanted.keys())
+    resized = [
+        f"{k} {tuple(stored[k])} != {tuple(wanted[k])}" for k in wanted if k in stored and stored[k] != wanted[k]
+    ]
+    if missing or unexpected or resized:
+        problems = [
+            f"{len(items)} {label}, e.g. {items[:2]}"
+            for label, items in [("missing", missing), ("unexpected", unexpected), ("of another shape", resized)]
+            if items
+        ]
+        raise UserError(f"{path}: weights do not fit this model config ({'; '.join(problems)})")

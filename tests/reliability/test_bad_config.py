@@ -1,0 +1,30 @@
+"""Config mistakes: unknown keys and unknown group options get Hydra's own message, exit 1 and no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmtrain.cli import COMMANDS
+from tests.conftest import run_cli
+
+
+def test_wrong_override_gives_hydras_error_without_traceback():
+    result = run_cli("fit", "encoder=nope")
+    assert result.returncode == 1
+    assert "Could not find 'encoder/nope'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unknown_key_is_refused_by_every_command(cli, command):
+    code, stderr = cli(command, "nope=1")
+    assert code == 1
+    assert "Could not override 'nope'" in stderr and "Key 'nope' is not in struct" in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("command,override", [("preprocess", "data=nope"), ("eval", "decoding=nope")])
+def test_an_unknown_group_option_names_the_group(cli, command, override):
+    code, stderr = cli(command, override)
+    group = override.split("=")[0]
+    assert code == 1 and f"Could not find '{group}/nope'" in stderr and "Traceback" not in stderr
