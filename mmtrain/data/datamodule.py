@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from torch import Tensor
 from mmtrain.data.remote import is_url, mirror_store, split_source
 from mmtrain.data.store import require_store
 from mmtrain.data.text import PAD_ID, Tokenizer
+from mmtrain.errors import UserError
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Batch:
         captions_per_image: C.
         caption_pool: every caption's token ids, per image (training only).
         features: the frozen encoder's cached tokens (B, N, D) in fp16, when training from a feature cache.
+        mirrored_pool: ``caption_pool`` with left and right swapped, for horizontally flipped images (training
+            with ``hflip`` only).
     """
 
     images: Tensor | None
@@ -46,23 +50,36 @@ class Batch:
     captions_per_image: int = 1
     caption_pool: list[list[list[int]]] | None = None
     features: Tensor | None = None
+    mirrored_pool: list[list[list[int]]] | None = None
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: t.to(device, non_blocking=True)) if device.type != "cpu" else (lambda t: t)
         images, ids, features = (None if t is None else move(t) for t in (self.images, self.input_ids, self.features))
         return Batch(images, move(self.image_ids), ids, self.captions_per_image, features=features)
 
-    def choose_captions(self, count: int, seed: int) -> Batch:
-        """Pick ``count`` captions per image from the pool with a generator seeded by ``seed``; pad them."""
+    def choose_captions(self, count: int, seed: int, hflip: float = 0.0) -> Batch:
+        """Pick ``count`` captions per image from the pool with a generator seeded by ``seed``; pad them.
+
+        With ``hflip`` > 0 each image is first mirrored left-right with that probability (same generator) and then
+        gets its captions from ``mirrored_pool``. Cached encoder tokens cannot be mirrored, so they never are.
+        """
         rng = random.Random(seed)
-        rows = [
-            rng.sample(pool, count) if len(pool) >= count else rng.choices(pool, k=count) for pool in self.caption_pool
-        ]
+        pools, images = self.caption_pool, self.images
+        if hflip > 0 and images is not None and self.mirrored_pool is not None:
+            flips = [rng.random() < hflip for _ in pools]
+            pools = [m if f else p for f, p, m in zip(flips, pools, self.mirrored_pool, strict=True)]
+            mask = torch.tensor(flips)
+            if mask.any():
+                images = images.clone()
+                images[mask] = images[mask].flip(-1)
+        rows = [rng.sample(pool, count) if len(pool) >= count else rng.choices(pool, k=count) for pool in pools]
         flat = [ids for image_rows in rows for ids in image_rows]
         input_ids = torch.full((len(flat), max(map(len, flat))), PAD_ID, dtype=torch.long)
         for i, ids in enumerate(flat):
             input_ids[i, : len(ids)] = torch.tensor(ids)
-        return replace(self, input_ids=input_ids, captions_per_image=count, caption_pool=None)
+        return replace(
+            self, images=images, input_ids=input_ids, captions_per_image=count, caption_pool=None, mirrored_pool=None
+        )
 
 
 class CaptionDataset:
@@ -76,6 +93,21 @@ class CaptionDataset:
         source = str(source) if isinstance(source, Path) else source  # a folder, or LitData's Dir(cache, URL)
         self.stream = StreamingDataset(source, shuffle=shuffle, seed=seed, drop_last=False)
         self.tokenizer, self.seed, self.captions, self.max_len = tokenizer, seed, captions, max_len
+        self.mirror: dict[str, str] | None = None  # word swaps for left-right mirrored images (training with hflip)
+
+
+def mirror_caption(caption: str, swaps: dict[str, str]) -> str:
+    """``caption`` as it reads for the left-right mirrored image: whole words swapped by ``swaps``, case kept."""
+    if not swaps:
+        return caption
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(swaps, key=len, reverse=True))) + r")\b", re.I)
+
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(0)
+        out = swaps.get(word.lower(), word)
+        return out.capitalize() if word[:1].isupper() else out
+
+    return pattern.sub(swap, caption)
 
 
 def _stack(items: list[dict], key: str) -> Tensor | None:
@@ -91,8 +123,15 @@ def collate(items: list[dict], dataset: CaptionDataset) -> Batch:
     if dataset.tokenizer is None:
         return Batch(images, image_ids, features=features)
     encode = dataset.tokenizer.encode
-    pool = [[encode(c, max_len=dataset.max_len) for c in json.loads(item["captions"])] for item in items]
-    return Batch(images, image_ids, None, dataset.captions, caption_pool=pool, features=features)
+    texts = [json.loads(item["captions"]) for item in items]
+    pool = [[encode(c, max_len=dataset.max_len) for c in captions] for captions in texts]
+    mirrored = None
+    if dataset.mirror is not None and images is not None:
+        swaps = dataset.mirror
+        mirrored = [[encode(mirror_caption(c, swaps), max_len=dataset.max_len) for c in cs] for cs in texts]
+    return Batch(
+        images, image_ids, None, dataset.captions, caption_pool=pool, features=features, mirrored_pool=mirrored
+    )
 
 
 class _Collator:
@@ -117,6 +156,10 @@ class CaptionDataModule(pl.LightningDataModule):
         eval_batch_size: images per batch in validation and test.
         cache_dir: for a store URL, where its small files and streamed chunks are cached (default
             ``$MMTRAIN_CACHE/stores`` or ``~/.cache/mmtrain/stores``).
+        hflip: probability of mirroring a training image left-right; its captions then get the words in
+            ``mirror_words`` swapped ("left" <-> "right"), so they still describe it. Not applied to cached encoder
+            tokens. Only for data whose captions stay true when mirrored apart from those words.
+        mirror_words: the word swaps for mirrored images.
     """
 
     def __init__(
@@ -130,8 +173,14 @@ class CaptionDataModule(pl.LightningDataModule):
         seed: int = 0,
         eval_batch_size: int = 128,
         cache_dir: str | None = None,
+        hflip: float = 0.0,
+        mirror_words: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
+        if not 0.0 <= float(hflip) <= 1.0:
+            raise UserError(f"datamodule.hflip must be a probability in [0, 1], got {hflip}")
+        self.hflip = float(hflip)
+        self.mirror_words = {str(k).lower(): str(v) for k, v in (mirror_words or {}).items()}
         self.url = str(store).rstrip("/") if is_url(store) else None
         self.store, self.manifest = require_store(mirror_store(self.url, cache_dir) if self.url else store)
         self.tokenizer = Tokenizer(self.store / "tokenizer.model")
@@ -159,7 +208,7 @@ class CaptionDataModule(pl.LightningDataModule):
         if batch.caption_pool is None:
             return batch
         step = self.trainer.global_step if self.trainer is not None else 0
-        return batch.choose_captions(self.captions, seed=self.seed * 1_000_003 + step)
+        return batch.choose_captions(self.captions, seed=self.seed * 1_000_003 + step, hflip=self.hflip)
 
     def references(self, split: str) -> dict[int, list[str]]:
         """Raw reference captions of ``split`` by image id, for metrics."""
@@ -198,6 +247,8 @@ class CaptionDataModule(pl.LightningDataModule):
             captions=self.captions,
             max_len=self.max_len,
         )
+        if self.hflip > 0:
+            dataset.mirror = self.mirror_words
         return StepResumableLoader(
             dataset.stream,
             batch_size=self.batch_size,

@@ -23,6 +23,7 @@ class TimmEncoder(nn.Module):
         img_size: input resolution; ViT position embeddings are resized by timm.
         freeze: ``"none"`` (train all), ``"all"``, or an int N to train only the last N blocks.
         model_kwargs: extra constructor arguments passed to timm (depth, embed_dim, output_stride, ...).
+        channels_last: run a CNN in NHWC memory format (about 20% faster convolutions on CPU with oneDNN).
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class TimmEncoder(nn.Module):
         img_size: int = 224,
         freeze: str | int = "none",
         model_kwargs: dict[str, Any] | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         import timm
@@ -55,9 +57,17 @@ class TimmEncoder(nn.Module):
             raise
         self.model_name, self.img_size = model_name, img_size
         self.model_kwargs = dict(model_kwargs or {})  # part of a feature cache's key
-        self.out_dim: int = self.model.num_features
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        # Shape from a probe, not num_features: a timm ResNet with empty last stages reports its configured width,
+        # not what its last non-empty stage gives. In eval mode so batch-norm statistics stay untouched.
+        self.model.eval()
         with torch.no_grad():
-            self.num_tokens: int = self.forward(torch.zeros(1, 3, img_size, img_size)).shape[1]
+            probe = self.forward(torch.zeros(1, 3, img_size, img_size))
+        self.model.train()
+        self.num_tokens: int = probe.shape[1]
+        self.out_dim: int = probe.shape[2]
         self.data_config = timm.data.resolve_data_config({}, model=self.model)
         mean, std = self.data_config["mean"], self.data_config["std"]
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
@@ -102,6 +112,8 @@ class TimmEncoder(nn.Module):
         return self
 
     def forward(self, images: Tensor) -> Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         features = self.model.forward_features(images)
         if features.ndim == 4:  # CNN grid (B, C, H, W)
             return features.flatten(2).transpose(1, 2)  # (B, H*W, C)
