@@ -60,6 +60,11 @@ def build_module(cfg: DictConfig, datamodule):
     if model_config["encoder"].get("img_size") != stored_size:
         log.info("encoder.img_size set to %d, the size of the images in %s", stored_size, datamodule.store)
         model_config["encoder"]["img_size"] = stored_size
+    if str(cfg.objective.loss.get("_target_", "")).endswith(".SelfCritical") and not (cfg.init_from or cfg.resume):
+        raise UserError(
+            "objective=scst refines a trained captioner: pass init_from=RUN/checkpoints/best.ckpt "
+            "(a cross-entropy run's checkpoint) or resume=last"
+        )
     captioner = build_captioner(model_config, datamodule.tokenizer.vocab_size)
     if cfg.init_from:
         _init_weights_from(captioner, Path(cfg.init_from), datamodule.tokenizer)

@@ -28,3 +28,9 @@ def test_an_unknown_group_option_names_the_group(cli, command, override):
     code, stderr = cli(command, override)
     group = override.split("=")[0]
     assert code == 1 and f"Could not find '{group}/nope'" in stderr and "Traceback" not in stderr
+
+
+def test_scst_without_a_starting_checkpoint_is_refused(cli, tiny_store, tmp_path):
+    code, stderr = cli("fit", "objective=scst", f"data.store={tiny_store}", f"out={tmp_path / 'run'}")
+    assert code == 1 and "objective=scst" in stderr and "init_from=" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
