@@ -146,7 +146,7 @@ def test_cli_preprocess_features_fit_from_cache_caption_and_refuse_another_encod
     run = tmp_path / "run"
     result = run_cli("fit", f"data.store={store}", f"out={run}", *TINY_MODEL, "encoder.freeze=all")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"training from the feature cache {folder}" in result.stderr
+    assert f"training from the feature cache {folder}" in (run / "fit.log").read_text()
     images = sorted((tiny_store.parent / "raw" / "test2017").glob("*.jpg"))[:3]
     out = tmp_path / "captions"
     ckpt = run / "checkpoints" / "last.ckpt"
