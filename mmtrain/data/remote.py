@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,12 @@ CACHE_ENV = "MMTRAIN_CACHE"
 MANIFEST = "manifest.json"
 
 
-def is_url(store: str | os.PathLike) -> bool:
-    """Whether ``store`` names a remote location (``scheme://...``) rather than a local folder."""
-    text = str(store)
-    scheme, sep, _ = text.partition("://")
-    return bool(sep) and scheme.isidentifier()
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # a URI scheme (RFC 3986) followed by "://"
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """Whether ``location`` names a remote resource (``scheme://...``) rather than a local path."""
+    return bool(URL.match(str(location)))
 
 
 def default_cache_dir() -> Path:

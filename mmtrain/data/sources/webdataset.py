@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
 
+from mmtrain.data.remote import is_url
 from mmtrain.data.sources.base import Sample, SourceReport
 from mmtrain.errors import UserError
 from mmtrain.io import atomic_open
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 BRACE = re.compile(r"\{([^{}]*)\}")
 RANGE = re.compile(r"(\d+)\.\.(\d+)")
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 MEMBER = re.compile(r"^((?:.*/)?[^./][^/]*?)\.([^/]*)$")  # KEY.EXT, KEY ending at the first dot of the base name
 DEFAULT_CACHE = Path("~/.cache/mmtrain/shards")
 
@@ -89,7 +89,7 @@ def resolve_shards(patterns: Sequence[str], cache_dir: Path) -> list[Path]:
     shards: list[Path] = []
     for pattern in patterns:
         for name in expand_braces(str(pattern)):
-            if URL.match(name):
+            if is_url(name):
                 shards.append(fetch(name, cache_dir))
             elif glob.has_magic(name):
                 matches = sorted(glob.glob(name))
