@@ -83,17 +83,30 @@ class Batch:
 
 
 class CaptionDataset:
-    """Wraps a store split: yields (image_id, image (H,W,3) uint8, token id lists)."""
+    """A store split read in store order (training shuffles by index in its loader), and how to batch it.
+
+    Args:
+        source: the split's folder, or LitData's ``Dir(cache, URL)`` for a remote store.
+        tokenizer: tokenizes the captions into the batch's caption pool; None at evaluation (no captions).
+        captions: captions per image per training step.
+        max_len: token ids per caption.
+        mirror: word swaps for left-right mirrored images (training with ``hflip``); None: no mirrored pool.
+    """
 
     def __init__(
-        self, source, tokenizer: Tokenizer | None, *, shuffle: bool, seed: int, captions: int, max_len: int
+        self,
+        source,
+        tokenizer: Tokenizer | None = None,
+        *,
+        captions: int = 1,
+        max_len: int = 32,
+        mirror: dict[str, str] | None = None,
     ) -> None:
         from litdata import StreamingDataset
 
-        source = str(source) if isinstance(source, Path) else source  # a folder, or LitData's Dir(cache, URL)
-        self.stream = StreamingDataset(source, shuffle=shuffle, seed=seed, drop_last=False)
-        self.tokenizer, self.seed, self.captions, self.max_len = tokenizer, seed, captions, max_len
-        self.mirror: dict[str, str] | None = None  # word swaps for left-right mirrored images (training with hflip)
+        source = str(source) if isinstance(source, Path) else source
+        self.stream = StreamingDataset(source, shuffle=False, drop_last=False)
+        self.tokenizer, self.captions, self.max_len, self.mirror = tokenizer, captions, max_len, mirror
 
 
 def mirror_caption(caption: str, swaps: dict[str, str]) -> str:
@@ -216,24 +229,17 @@ class CaptionDataModule(pl.LightningDataModule):
 
         return load_references(self.store / f"references_{split}.json")
 
-    def _loader(self, split: str, *, train: bool):
+    def _loader(self, split: str):
+        """An evaluation loader: images and ids of ``split`` in store order, no captions."""
         from litdata import StreamingDataLoader
 
-        tokenizer = self.tokenizer if train else None
-        dataset = CaptionDataset(
-            self._source(self.store / split),
-            tokenizer,
-            shuffle=train,
-            seed=self.seed,
-            captions=self.captions,
-            max_len=self.max_len,
-        )
+        dataset = CaptionDataset(self._source(self.store / split))
         return StreamingDataLoader(
             dataset.stream,
-            batch_size=self.batch_size if train else self.eval_batch_size,
+            batch_size=self.eval_batch_size,
             num_workers=self.num_workers,
             collate_fn=_Collator(dataset),
-            drop_last=train,
+            drop_last=False,
         )
 
     def train_dataloader(self):
@@ -242,13 +248,10 @@ class CaptionDataModule(pl.LightningDataModule):
         dataset = CaptionDataset(
             self._source(self.train_dir),
             self.tokenizer,
-            shuffle=False,
-            seed=self.seed,
             captions=self.captions,
             max_len=self.max_len,
+            mirror=self.mirror_words if self.hflip > 0 else None,
         )
-        if self.hflip > 0:
-            dataset.mirror = self.mirror_words
         return StepResumableLoader(
             dataset.stream,
             batch_size=self.batch_size,
@@ -274,11 +277,11 @@ class CaptionDataModule(pl.LightningDataModule):
         return (0, 1) if trainer is None else (int(trainer.global_rank), int(trainer.world_size))
 
     def val_dataloader(self):
-        return self._loader("val", train=False)
+        return self._loader("val")
 
     def test_dataloader(self):
-        return self._loader("test", train=False)
+        return self._loader("test")
 
     def loader(self, split: str):
         """An evaluation loader for any split."""
-        return self._loader(split, train=False)
+        return self._loader(split)
