@@ -54,6 +54,13 @@ class SignalCheckpoint(pl.Callback):
     def _handle(self, signum: int, frame: Any) -> None:
         self.received = signal.Signals(signum).name
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning registers its own SIGTERM handler at fit start; it raises at a later point of the same step than
+        # this callback's hook, so a signal landing between the two would stop the run without a checkpoint. Taking
+        # the signals back leaves the stop to this callback alone (Lightning restores its handlers at teardown).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if self.received and not trainer.should_stop:
             path = self.checkpoint_dir / "last.ckpt"
