@@ -90,12 +90,9 @@ class Captioner(nn.Module):
 
     def decode(self, fused: FusionOutput, input_ids: Tensor, group: int, cache: KVCache | None = None) -> Tensor:
         """Decoder logits for ``input_ids`` given fused image inputs, ``group`` text rows per image."""
-        prefix = fused.prefix
-        if prefix is not None and group > 1:
-            prefix = prefix.repeat_interleave(group, dim=0)  # (B*G, P, D)
         return self.decoder(
             input_ids,
-            prefix=prefix,
+            prefix=fused.prefix,
             memory=fused.memory,
             group=group,
             prefix_bidirectional=fused.prefix_bidirectional,

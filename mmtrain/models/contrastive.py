@@ -35,7 +35,7 @@ class ContrastiveHead(nn.Module):
 
     def embed_texts(self, decoder, input_ids: Tensor) -> Tensor:
         """Unit text embeddings for ``input_ids`` (N, T) that start with bos and contain an eos."""
-        x = decoder._embed(input_ids, None, 0)
+        x = decoder._embed(input_ids, 0)
         mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril()
         h = decoder.norm(decoder._run(x, mask, None, [None] * len(decoder.layers), 1))  # (N, T, D)
         is_eos = input_ids == EOS_ID

@@ -4,6 +4,8 @@ The decoder reads three things: token ids, an optional *prefix* (embeddings plac
 early fusion) and an optional cross-attention *memory* (image tokens). Sequences that share one image are grouped:
 ``group`` consecutive rows of the text batch belong to one memory row, and cross-attention folds them into the query
 axis instead of copying the memory, so beams and multiple captions per image never duplicate image keys/values.
+A prefix is likewise one row per image: it never attends to the text, so its hidden states are computed once per image
+and only its keys/values are shared with the ``group`` text rows that follow it.
 """
 
 from __future__ import annotations
@@ -100,9 +102,40 @@ class DecoderLayer(nn.Module):
                 cache.self_kv.append((k, v))
         # A single new query attends to every cached position: no mask needed.
         x = x + self.self_attn.attend(q, k, v, mask if x.shape[1] > 1 else None)
+        return self._cross_and_mlp(x, cross_kv, group)
+
+    def _cross_and_mlp(self, x: Tensor, cross_kv: tuple[Tensor, Tensor] | None, group: int) -> Tensor:
         if self.cross_attn is not None and cross_kv is not None:
             x = x + self.cross_attn.cross(self.norm2(x), cross_kv, group)
         return x + self.mlp(self.norm3(x))
+
+    def forward_with_prefix(
+        self,
+        prefix: Tensor,
+        text: Tensor,
+        *,
+        bidirectional: bool,
+        text_mask: Tensor,
+        cache: KVCache | None,
+        cross_kv: tuple[Tensor, Tensor] | None,
+        group: int,
+    ) -> tuple[Tensor, Tensor]:
+        """One block over a per-image ``prefix`` (B, P, D) and its ``group`` text rows each, ``text`` (B*G, T, D).
+
+        The prefix attends only to itself (fully when ``bidirectional``, else causally); each text row attends to its
+        image's prefix keys/values and causally to itself through ``text_mask`` (T, P+T).
+        """
+        attn = self.self_attn
+        hp, ht = self.norm1(prefix), self.norm1(text)
+        kp, vp = attn.keys_values(hp)  # (B, H, P, dh)
+        prefix = prefix + attn.attend(attn.split(attn.q(hp)), kp, vp, None, causal=not bidirectional)
+        kt, vt = attn.keys_values(ht)  # (B*G, H, T, dh)
+        k = torch.cat([kp.repeat_interleave(group, dim=0), kt], dim=2)  # (B*G, H, P+T, dh)
+        v = torch.cat([vp.repeat_interleave(group, dim=0), vt], dim=2)
+        if cache is not None:
+            cache.self_kv.append((k, v))
+        text = text + attn.attend(attn.split(attn.q(ht)), k, v, text_mask)
+        return self._cross_and_mlp(prefix, cross_kv, 1), self._cross_and_mlp(text, cross_kv, group)
 
 
 class TransformerDecoder(nn.Module):
@@ -161,14 +194,12 @@ class TransformerDecoder(nn.Module):
             x = layer(x, mask, cache, i, cross[i], group)
         return x
 
-    def _embed(self, input_ids: Tensor, prefix: Tensor | None, start: int) -> Tensor:
-        x = self.embed(input_ids)  # (N, T, D)
-        if prefix is not None:
-            x = torch.cat([prefix.to(x.dtype), x], dim=1)  # (N, P+T, D)
-        positions = torch.arange(start, start + x.shape[1], device=x.device)
-        if start + x.shape[1] > self.max_len:
-            raise ValueError(f"sequence of {start + x.shape[1]} positions exceeds decoder.max_len={self.max_len}")
-        return self.drop(x + self.pos(positions))
+    def _embed(self, input_ids: Tensor, start: int) -> Tensor:
+        """Token plus position embeddings (N, T, D) of ``input_ids`` (N, T) placed from position ``start``."""
+        end = start + input_ids.shape[1]
+        if end > self.max_len:
+            raise ValueError(f"sequence of {end} positions exceeds decoder.max_len={self.max_len}")
+        return self.drop(self.embed(input_ids) + self.pos(torch.arange(start, end, device=input_ids.device)))
 
     def forward(
         self,
@@ -182,21 +213,29 @@ class TransformerDecoder(nn.Module):
     ) -> Tensor:
         """Logits (N, T, V) for the text positions of ``input_ids`` (N, T).
 
-        ``prefix`` is (N, P, D) and ``memory`` (N/group, M, D). With ``cache`` the call is a prefill: it fills the
-        cache so that :meth:`step` can continue one token at a time.
+        ``prefix`` (N/group, P, D) and ``memory`` (N/group, M, D) are per image. With ``cache`` the call is a prefill:
+        it fills the cache so that :meth:`step` can continue one token at a time.
         """
-        p = 0 if prefix is None else prefix.shape[1]
-        x = self._embed(input_ids, prefix, 0)
-        mask = prefix_lm_mask(p, input_ids.shape[1], bidirectional=prefix_bidirectional, device=x.device)
         cross = self.cross_kv(memory)
+        p, t = (0 if prefix is None else prefix.shape[1]), input_ids.shape[1]
         if cache is not None:
-            cache.cross_kv, cache.group, cache.length = cross, group, x.shape[1]
-        h = self._run(x, mask, cache, cross, group)
-        return self.logits(h[:, p:])
+            cache.cross_kv, cache.group, cache.length = cross, group, p + t
+        if prefix is None:
+            x = self._embed(input_ids, 0)
+            return self.logits(self._run(x, prefix_lm_mask(0, t, bidirectional=False, device=x.device), cache, cross, group))
+        xt = self._embed(input_ids, p)  # (B*G, T, D)
+        xp = self.drop(prefix.to(xt.dtype) + self.pos.weight[:p])  # (B, P, D)
+        text_mask = prefix_lm_mask(p, t, bidirectional=prefix_bidirectional, device=xt.device)[p:]  # (T, P+T)
+        for i, layer in enumerate(self.layers):
+            xp, xt = layer.forward_with_prefix(
+                xp, xt, bidirectional=prefix_bidirectional, text_mask=text_mask, cache=cache, cross_kv=cross[i],
+                group=group,
+            )
+        return self.logits(xt)
 
     def step(self, input_ids: Tensor, cache: KVCache) -> Tensor:
         """Logits (N, V) for one new token per row (N, 1), extending ``cache``."""
-        x = self._embed(input_ids, None, cache.length)
+        x = self._embed(input_ids, cache.length)
         h = self._run(x, None, cache, cache.cross_kv, cache.group)
         cache.length += 1
         return self.logits(h[:, -1])

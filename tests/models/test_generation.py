@@ -21,6 +21,9 @@ FUSIONS = {
     "cross_attention": functools.partial(CrossAttentionFusion),
     "prefix": functools.partial(PrefixFusion, prefix_len=4, num_heads=2, num_layers=1),
     "prefix_mlp": functools.partial(PrefixFusion, prefix_len=4, mapper="mlp"),
+    "prefix_pooled_bidirectional": functools.partial(
+        PrefixFusion, prefix_len=4, num_heads=2, num_layers=1, queries="pooled", bidirectional=True
+    ),
     "concat": functools.partial(ConcatFusion),
     "qformer": functools.partial(QFormerFusion, num_queries=4, num_heads=2, num_layers=1),
 }
@@ -49,9 +52,10 @@ def test_incremental_decoding_equals_full_forward(fusion):
     assert torch.allclose(full, torch.stack(steps, dim=1), atol=1e-5)
 
 
-def test_grouped_cross_attention_equals_copied_memory():
-    """Two captions per image through the grouped path equal the same rows with the memory copied."""
-    model = tiny_captioner()
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_grouped_captions_equal_copied_images(fusion):
+    """Two captions per image, with the image side computed once, equal the same rows with each image copied."""
+    model = tiny_captioner(fusion)
     images, ids = torch.randn(2, 3, 32, 32), torch.randint(4, 40, (4, 7))
     with torch.no_grad():
         grouped = model(images, ids, captions_per_image=2).logits
@@ -130,3 +134,8 @@ def test_sampling_is_seeded_and_top_k_one_is_greedy():
 def test_unknown_strategy_is_rejected():
     with pytest.raises(ValueError, match="decoding.strategy"):
         generate(tiny_captioner(), torch.randn(1, 3, 32, 32), DecodingConfig(strategy="nucleus"))
+
+
+def test_pooled_prefix_queries_need_a_square_count():
+    with pytest.raises(ValueError, match="fusion.queries=pooled needs a square fusion.prefix_len"):
+        PrefixFusion(in_dim=8, d_model=8, num_tokens=64, prefix_len=10, num_heads=2, queries="pooled")

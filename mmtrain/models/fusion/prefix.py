@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -23,6 +25,11 @@ class PrefixFusion(nn.Module):
         mapper: ``mlp`` or ``transformer``.
         num_layers: transformer mapper depth.
         num_heads: transformer mapper heads.
+        queries: ``learned`` (K constant queries, as ClipCap) or ``pooled`` (each query is a learned constant plus
+            the average of one cell of a square grid over the image tokens, so query k starts out bound to region k;
+            ``prefix_len`` must then be a square).
+        bidirectional: let the prefix embeddings attend to each other in the decoder (a prefix-LM mask) instead of
+            causally, as a GPT-style LM reads ClipCap's prefix.
     """
 
     uses_cross_attention = False
@@ -37,11 +44,22 @@ class PrefixFusion(nn.Module):
         mapper: str = "transformer",
         num_layers: int = 2,
         num_heads: int = 4,
+        queries: str = "learned",
+        bidirectional: bool = False,
     ) -> None:
         super().__init__()
         if mapper not in ("mlp", "transformer"):
             raise ValueError(f"fusion.mapper must be 'mlp' or 'transformer', got {mapper!r}")
+        if queries not in ("learned", "pooled"):
+            raise ValueError(f"fusion.queries must be 'learned' or 'pooled', got {queries!r}")
+        side = math.isqrt(prefix_len)
+        if queries == "pooled" and side * side != prefix_len:
+            raise ValueError(f"fusion.queries=pooled needs a square fusion.prefix_len (4, 9, 16, ...), got {prefix_len}")
+        if queries == "pooled" and num_tokens - math.isqrt(num_tokens) ** 2 > 8:
+            raise ValueError(f"fusion.queries=pooled needs a square grid of image tokens, got {num_tokens} tokens")
         self.prefix_len, self.d_model, self.mapper = prefix_len, d_model, mapper
+        self.pool_side = side if queries == "pooled" else 0
+        self.bidirectional = bidirectional
         self.proj = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, d_model))
         if mapper == "mlp":
             hidden = d_model * prefix_len // 2
@@ -59,6 +77,20 @@ class PrefixFusion(nn.Module):
         if self.mapper == "mlp":
             prefix = self.net(x.mean(dim=1)).view(-1, self.prefix_len, self.d_model)  # (B, K, D)
         else:
+            x = x + self.pos
             queries = self.queries.expand(x.shape[0], -1, -1)  # (B, K, D)
-            prefix = self.net(torch.cat([queries, x + self.pos], dim=1))[:, : self.prefix_len]  # (B, K, D)
-        return FusionOutput(memory=None, prefix=self.norm(prefix), prefix_bidirectional=False)
+            if self.pool_side:
+                queries = queries + self._pool(x)
+            prefix = self.net(torch.cat([queries, x], dim=1))[:, : self.prefix_len]  # (B, K, D)
+        return FusionOutput(memory=None, prefix=self.norm(prefix), prefix_bidirectional=self.bidirectional)
+
+    def _pool(self, x: Tensor) -> Tensor:
+        """Average the square grid of tokens in ``x`` (B, N, D) over ``pool_side`` x ``pool_side`` cells: (B, K, D).
+
+        Leading tokens beyond the square (a ViT's class or register tokens) are left out of the pooling.
+        """
+        b, n, d = x.shape
+        grid_side = math.isqrt(n)
+        grid = x[:, n - grid_side * grid_side :].transpose(1, 2).reshape(b, d, grid_side, grid_side)  # (B, D, S, S)
+        pooled = nn.functional.adaptive_avg_pool2d(grid, self.pool_side)  # (B, D, s, s)
+        return pooled.flatten(2).transpose(1, 2)  # (B, K, D)
