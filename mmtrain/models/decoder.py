@@ -222,13 +222,20 @@ class TransformerDecoder(nn.Module):
             cache.cross_kv, cache.group, cache.length = cross, group, p + t
         if prefix is None:
             x = self._embed(input_ids, 0)
-            return self.logits(self._run(x, prefix_lm_mask(0, t, bidirectional=False, device=x.device), cache, cross, group))
+            return self.logits(
+                self._run(x, prefix_lm_mask(0, t, bidirectional=False, device=x.device), cache, cross, group)
+            )
         xt = self._embed(input_ids, p)  # (B*G, T, D)
         xp = self.drop(prefix.to(xt.dtype) + self.pos.weight[:p])  # (B, P, D)
         text_mask = prefix_lm_mask(p, t, bidirectional=prefix_bidirectional, device=xt.device)[p:]  # (T, P+T)
         for i, layer in enumerate(self.layers):
             xp, xt = layer.forward_with_prefix(
-                xp, xt, bidirectional=prefix_bidirectional, text_mask=text_mask, cache=cache, cross_kv=cross[i],
+                xp,
+                xt,
+                bidirectional=prefix_bidirectional,
+                text_mask=text_mask,
+                cache=cache,
+                cross_kv=cross[i],
                 group=group,
             )
         return self.logits(xt)

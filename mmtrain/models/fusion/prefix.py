@@ -54,7 +54,9 @@ class PrefixFusion(nn.Module):
             raise ValueError(f"fusion.queries must be 'learned' or 'pooled', got {queries!r}")
         side = math.isqrt(prefix_len)
         if queries == "pooled" and side * side != prefix_len:
-            raise ValueError(f"fusion.queries=pooled needs a square fusion.prefix_len (4, 9, 16, ...), got {prefix_len}")
+            raise ValueError(
+                f"fusion.queries=pooled needs a square fusion.prefix_len (4, 9, 16, ...), got {prefix_len}"
+            )
         if queries == "pooled" and num_tokens - math.isqrt(num_tokens) ** 2 > 8:
             raise ValueError(f"fusion.queries=pooled needs a square grid of image tokens, got {num_tokens} tokens")
         self.prefix_len, self.d_model, self.mapper = prefix_len, d_model, mapper
