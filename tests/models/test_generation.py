@@ -24,6 +24,7 @@ FUSIONS = {
     "prefix_pooled_bidirectional": functools.partial(
         PrefixFusion, prefix_len=4, num_heads=2, num_layers=1, queries="pooled", bidirectional=True
     ),
+    "prefix_resampler": functools.partial(PrefixFusion, prefix_len=4, num_heads=2, num_layers=1, mapper="resampler"),
     "concat": functools.partial(ConcatFusion),
     "qformer": functools.partial(QFormerFusion, num_queries=4, num_heads=2, num_layers=1),
 }

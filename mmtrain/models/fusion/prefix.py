@@ -15,14 +15,16 @@ class PrefixFusion(nn.Module):
 
     ``mapper="mlp"`` pools the tokens and expands the pooled vector through an MLP (ClipCap's MLP mapper);
     ``mapper="transformer"`` lets ``prefix_len`` learned queries read all tokens through a small transformer
-    (ClipCap's transformer mapper), which keeps spatial detail.
+    (ClipCap's transformer mapper), which keeps spatial detail; ``mapper="resampler"`` updates only the queries,
+    which attend to each other and cross-attend to the image tokens (a Perceiver resampler), so the mapper's cost
+    grows with ``prefix_len`` rather than with the number of image tokens.
 
     Args:
         in_dim: encoder token width (completed by the captioner).
         d_model: decoder width (completed by the captioner).
         num_tokens: number of image tokens (completed by the captioner; unused by the MLP mapper).
         prefix_len: K, the number of prefix embeddings.
-        mapper: ``mlp`` or ``transformer``.
+        mapper: ``mlp``, ``transformer`` or ``resampler``.
         num_layers: transformer mapper depth.
         num_heads: transformer mapper heads.
         queries: ``learned`` (K constant queries, as ClipCap) or ``pooled`` (each query is a learned constant plus
@@ -48,8 +50,8 @@ class PrefixFusion(nn.Module):
         bidirectional: bool = False,
     ) -> None:
         super().__init__()
-        if mapper not in ("mlp", "transformer"):
-            raise ValueError(f"fusion.mapper must be 'mlp' or 'transformer', got {mapper!r}")
+        if mapper not in ("mlp", "transformer", "resampler"):
+            raise ValueError(f"fusion.mapper must be 'mlp', 'transformer' or 'resampler', got {mapper!r}")
         if queries not in ("learned", "pooled"):
             raise ValueError(f"fusion.queries must be 'learned' or 'pooled', got {queries!r}")
         side = math.isqrt(prefix_len)
@@ -70,8 +72,16 @@ class PrefixFusion(nn.Module):
             self.queries = nn.Parameter(torch.zeros(prefix_len, d_model))  # (K, D)
             self.pos = nn.Parameter(grid_position_embedding(num_tokens, d_model))  # (N, D)
             nn.init.trunc_normal_(self.queries, std=0.02)
-            layer = nn.TransformerEncoderLayer(d_model, num_heads, 4 * d_model, 0.0, batch_first=True, norm_first=True)
-            self.net = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+            if mapper == "transformer":
+                layer = nn.TransformerEncoderLayer(
+                    d_model, num_heads, 4 * d_model, 0.0, batch_first=True, norm_first=True
+                )
+                self.net = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+            else:
+                layer = nn.TransformerDecoderLayer(
+                    d_model, num_heads, 4 * d_model, 0.0, batch_first=True, norm_first=True
+                )
+                self.net = nn.TransformerDecoder(layer, num_layers)
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, image_tokens: Tensor) -> FusionOutput:
@@ -83,7 +93,10 @@ class PrefixFusion(nn.Module):
             queries = self.queries.expand(x.shape[0], -1, -1)  # (B, K, D)
             if self.pool_side:
                 queries = queries + self._pool(x)
-            prefix = self.net(torch.cat([queries, x], dim=1))[:, : self.prefix_len]  # (B, K, D)
+            if self.mapper == "transformer":
+                prefix = self.net(torch.cat([queries, x], dim=1))[:, : self.prefix_len]  # (B, K, D)
+            else:
+                prefix = self.net(queries, x)  # (B, K, D)
         return FusionOutput(memory=None, prefix=self.norm(prefix), prefix_bidirectional=self.bidirectional)
 
     def _pool(self, x: Tensor) -> Tensor:
