@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mmtrain.data.text import EOS_ID
+from mmtrain.errors import UserError
 from mmtrain.models.captioner import Captioner
 from mmtrain.models.decoder import TransformerDecoder
 from mmtrain.models.encoders import TimmEncoder
@@ -138,5 +139,5 @@ def test_unknown_strategy_is_rejected():
 
 
 def test_pooled_prefix_queries_need_a_square_count():
-    with pytest.raises(ValueError, match="fusion.queries=pooled needs a square fusion.prefix_len"):
+    with pytest.raises(UserError, match="fusion.queries=pooled needs a square fusion.prefix_len"):
         PrefixFusion(in_dim=8, d_model=8, num_tokens=64, prefix_len=10, num_heads=2, queries="pooled")

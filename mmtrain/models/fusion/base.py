@@ -23,6 +23,15 @@ class Fusion(Protocol):
     def __call__(self, image_tokens: Tensor) -> FusionOutput: ...
 
 
+def grid_side(num_tokens: int) -> int:
+    """Side of the square token grid in ``num_tokens``, allowing up to 8 leading extra tokens (a ViT's class or
+    register tokens); 0 when the tokens are not such a grid."""
+    import math
+
+    side = math.isqrt(num_tokens)
+    return side if num_tokens - side * side <= 8 else 0
+
+
 def grid_position_embedding(num_tokens: int, dim: int) -> Tensor:
     """Fixed 2-D sine-cosine positions (num_tokens, dim) for a square token grid, rows then columns.
 
@@ -30,13 +39,10 @@ def grid_position_embedding(num_tokens: int, dim: int) -> Tensor:
     give every token its row and column from the first step, which spatial relations ("left of") depend on. Extra
     leading tokens (a ViT's class token) get zeros.
     """
-    import math
 
     import torch
 
-    side = math.isqrt(num_tokens)
-    while side > 0 and num_tokens - side * side > 8:  # tolerate a few prefix tokens only
-        side -= 1
+    side = grid_side(num_tokens)
     out = torch.zeros(num_tokens, dim)
     if side == 0 or dim < 4:
         return out

@@ -7,7 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mmtrain.models.fusion.base import FusionOutput, grid_position_embedding
+from mmtrain.errors import UserError
+from mmtrain.models.fusion.base import FusionOutput, grid_position_embedding, grid_side
 
 
 class PrefixFusion(nn.Module):
@@ -51,16 +52,14 @@ class PrefixFusion(nn.Module):
     ) -> None:
         super().__init__()
         if mapper not in ("mlp", "transformer", "resampler"):
-            raise ValueError(f"fusion.mapper must be 'mlp', 'transformer' or 'resampler', got {mapper!r}")
+            raise UserError(f"fusion.mapper must be 'mlp', 'transformer' or 'resampler', got {mapper!r}")
         if queries not in ("learned", "pooled"):
-            raise ValueError(f"fusion.queries must be 'learned' or 'pooled', got {queries!r}")
+            raise UserError(f"fusion.queries must be 'learned' or 'pooled', got {queries!r}")
         side = math.isqrt(prefix_len)
         if queries == "pooled" and side * side != prefix_len:
-            raise ValueError(
-                f"fusion.queries=pooled needs a square fusion.prefix_len (4, 9, 16, ...), got {prefix_len}"
-            )
-        if queries == "pooled" and num_tokens - math.isqrt(num_tokens) ** 2 > 8:
-            raise ValueError(f"fusion.queries=pooled needs a square grid of image tokens, got {num_tokens} tokens")
+            raise UserError(f"fusion.queries=pooled needs a square fusion.prefix_len (4, 9, 16, ...), got {prefix_len}")
+        if queries == "pooled" and not grid_side(num_tokens):
+            raise UserError(f"fusion.queries=pooled needs a square grid of image tokens, got {num_tokens} tokens")
         self.prefix_len, self.d_model, self.mapper = prefix_len, d_model, mapper
         self.pool_side = side if queries == "pooled" else 0
         self.bidirectional = bidirectional
@@ -105,7 +104,7 @@ class PrefixFusion(nn.Module):
         Leading tokens beyond the square (a ViT's class or register tokens) are left out of the pooling.
         """
         b, n, d = x.shape
-        grid_side = math.isqrt(n)
-        grid = x[:, n - grid_side * grid_side :].transpose(1, 2).reshape(b, d, grid_side, grid_side)  # (B, D, S, S)
+        side = grid_side(n)
+        grid = x[:, n - side * side :].transpose(1, 2).reshape(b, d, side, side)  # (B, D, S, S)
         pooled = nn.functional.adaptive_avg_pool2d(grid, self.pool_side)  # (B, D, s, s)
         return pooled.flatten(2).transpose(1, 2)  # (B, K, D)
