@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from mmtrain.errors import UserError
 from mmtrain.models.decoder import KVCache, TransformerDecoder, init_weights
 from mmtrain.models.encoders import TimmEncoder
 from mmtrain.models.fusion.base import FusionOutput
@@ -48,6 +49,10 @@ class Captioner(nn.Module):
         d_model = probe_decoder.d_model
         self.fusion = fusion(in_dim=encoder.out_dim, d_model=d_model, num_tokens=encoder.num_tokens)
         self.decoder = decoder(vocab_size=vocab_size, cross_attention=self.fusion.uses_cross_attention)
+        if self.fusion.uses_cross_attention and self.decoder.layers[0].prefix_expert is not None:
+            raise UserError(
+                "decoder.prefix_experts=true needs a prefix to apply to: use fusion=prefix or fusion=concat"
+            )
         self.vocab_size = vocab_size
         init_weights(self.fusion)
         init_weights(self.decoder)

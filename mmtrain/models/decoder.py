@@ -68,18 +68,42 @@ class Attention(nn.Module):
         return self.out(y.reshape(bg, t, d))
 
 
-class DecoderLayer(nn.Module):
-    """Pre-norm block: self-attention, optional cross-attention, MLP."""
+class PrefixExpert(nn.Module):
+    """The prefix's own weights in one block: norm, attention projections and MLP (a modality expert)."""
 
-    def __init__(self, d_model: int, num_heads: int, mlp_ratio: float, dropout: float, cross_attention: bool) -> None:
+    def __init__(self, d_model: int, num_heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.self_attn = Attention(d_model, num_heads, dropout)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.mlp = _mlp(d_model, mlp_ratio, dropout)
+
+
+def _mlp(d_model: int, mlp_ratio: float, dropout: float) -> nn.Sequential:
+    hidden = int(d_model * mlp_ratio)
+    return nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model), nn.Dropout(dropout))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: self-attention, optional cross-attention, MLP; optionally separate weights for the prefix."""
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        mlp_ratio: float,
+        dropout: float,
+        cross_attention: bool,
+        prefix_expert: bool = False,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
         self.self_attn = Attention(d_model, num_heads, dropout)
         self.norm2 = nn.LayerNorm(d_model) if cross_attention else None
         self.cross_attn = Attention(d_model, num_heads, dropout) if cross_attention else None
         self.norm3 = nn.LayerNorm(d_model)
-        hidden = int(d_model * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model), nn.Dropout(dropout))
+        self.mlp = _mlp(d_model, mlp_ratio, dropout)
+        self.prefix_expert = PrefixExpert(d_model, num_heads, mlp_ratio, dropout) if prefix_expert else None
 
     def forward(
         self,
@@ -104,10 +128,13 @@ class DecoderLayer(nn.Module):
         x = x + self.self_attn.attend(q, k, v, mask if x.shape[1] > 1 else None)
         return self._cross_and_mlp(x, cross_kv, group)
 
-    def _cross_and_mlp(self, x: Tensor, cross_kv: tuple[Tensor, Tensor] | None, group: int) -> Tensor:
+    def _cross_and_mlp(
+        self, x: Tensor, cross_kv: tuple[Tensor, Tensor] | None, group: int, weights: nn.Module | None = None
+    ) -> Tensor:
         if self.cross_attn is not None and cross_kv is not None:
             x = x + self.cross_attn.cross(self.norm2(x), cross_kv, group)
-        return x + self.mlp(self.norm3(x))
+        weights = self if weights is None else weights
+        return x + weights.mlp(weights.norm3(x))
 
     def forward_with_prefix(
         self,
@@ -123,19 +150,21 @@ class DecoderLayer(nn.Module):
         """One block over a per-image ``prefix`` (B, P, D) and its ``group`` text rows each, ``text`` (B*G, T, D).
 
         The prefix attends only to itself (fully when ``bidirectional``, else causally); each text row attends to its
-        image's prefix keys/values and causally to itself through ``text_mask`` (T, P+T).
+        image's prefix keys/values and causally to itself through ``text_mask`` (T, P+T). With a prefix expert the
+        prefix goes through the expert's weights, the text through the block's own.
         """
-        attn = self.self_attn
-        hp, ht = self.norm1(prefix), self.norm1(text)
-        kp, vp = attn.keys_values(hp)  # (B, H, P, dh)
-        prefix = prefix + attn.attend(attn.split(attn.q(hp)), kp, vp, None, causal=not bidirectional)
+        expert = self if self.prefix_expert is None else self.prefix_expert
+        attn, pattn = self.self_attn, expert.self_attn
+        hp, ht = expert.norm1(prefix), self.norm1(text)
+        kp, vp = pattn.keys_values(hp)  # (B, H, P, dh)
+        prefix = prefix + pattn.attend(pattn.split(pattn.q(hp)), kp, vp, None, causal=not bidirectional)
         kt, vt = attn.keys_values(ht)  # (B*G, H, T, dh)
         k = torch.cat([kp.repeat_interleave(group, dim=0), kt], dim=2)  # (B*G, H, P+T, dh)
         v = torch.cat([vp.repeat_interleave(group, dim=0), vt], dim=2)
         if cache is not None:
             cache.self_kv.append((k, v))
         text = text + attn.attend(attn.split(attn.q(ht)), k, v, text_mask)
-        return self._cross_and_mlp(prefix, cross_kv, 1), self._cross_and_mlp(text, cross_kv, group)
+        return self._cross_and_mlp(prefix, cross_kv, 1, expert), self._cross_and_mlp(text, cross_kv, group)
 
 
 class TransformerDecoder(nn.Module):
@@ -150,6 +179,9 @@ class TransformerDecoder(nn.Module):
         dropout: dropout in attention and MLP.
         max_len: the longest prefix + caption, in positions.
         cross_attention: add a cross-attention sublayer to every block (set by the fusion).
+        prefix_experts: give the prefix (prefix or early fusion's image embeddings) its own norms, attention
+            projections and MLP in every block, while the text keeps the LM's (modality experts, as in VLMo and
+            CogVLM's visual expert). Text still attends to the prefix; per-token compute is unchanged.
     """
 
     def __init__(
@@ -163,6 +195,7 @@ class TransformerDecoder(nn.Module):
         dropout: float = 0.1,
         max_len: int = 128,
         cross_attention: bool = True,
+        prefix_experts: bool = False,
     ) -> None:
         super().__init__()
         self.d_model, self.max_len = d_model, max_len
@@ -170,7 +203,8 @@ class TransformerDecoder(nn.Module):
         self.pos = nn.Embedding(max_len, d_model)
         self.drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            DecoderLayer(d_model, num_heads, mlp_ratio, dropout, cross_attention) for _ in range(num_layers)
+            DecoderLayer(d_model, num_heads, mlp_ratio, dropout, cross_attention, prefix_experts)
+            for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)
         nn.init.normal_(self.embed.weight, std=0.02)

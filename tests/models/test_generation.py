@@ -26,9 +26,16 @@ FUSIONS = {
         PrefixFusion, prefix_len=4, num_heads=2, num_layers=1, queries="pooled", bidirectional=True
     ),
     "prefix_resampler": functools.partial(PrefixFusion, prefix_len=4, num_heads=2, num_layers=1, mapper="resampler"),
+    "prefix_merged": functools.partial(
+        PrefixFusion, prefix_len=4, num_heads=2, num_layers=1, queries="pooled", merge=2
+    ),
     "concat": functools.partial(ConcatFusion),
+    "concat_merged": functools.partial(ConcatFusion, merge=2),
     "qformer": functools.partial(QFormerFusion, num_queries=4, num_heads=2, num_layers=1),
 }
+FUSIONS["concat_experts"] = FUSIONS["concat_merged"]
+FUSIONS["prefix_experts"] = FUSIONS["prefix_pooled_bidirectional"]
+DECODER_OPTIONS = {"concat_experts": {"prefix_experts": True}, "prefix_experts": {"prefix_experts": True}}
 
 
 def tiny_captioner(fusion: str = "cross_attention", vocab: int = 40) -> Captioner:
@@ -38,7 +45,15 @@ def tiny_captioner(fusion: str = "cross_attention", vocab: int = 40) -> Captione
         img_size=32,
         model_kwargs={"patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2},
     )
-    decoder = functools.partial(TransformerDecoder, d_model=32, num_layers=2, num_heads=2, dropout=0.0, max_len=64)
+    decoder = functools.partial(
+        TransformerDecoder,
+        d_model=32,
+        num_layers=2,
+        num_heads=2,
+        dropout=0.0,
+        max_len=64,
+        **DECODER_OPTIONS.get(fusion, {}),
+    )
     return Captioner(encoder=encoder, fusion=FUSIONS[fusion], decoder=decoder, vocab_size=vocab).eval()
 
 
@@ -141,3 +156,26 @@ def test_unknown_strategy_is_rejected():
 def test_pooled_prefix_queries_need_a_square_count():
     with pytest.raises(UserError, match="fusion.queries=pooled needs a square fusion.prefix_len"):
         PrefixFusion(in_dim=8, d_model=8, num_tokens=64, prefix_len=10, num_heads=2, queries="pooled")
+
+
+def test_prefix_experts_need_a_prefix():
+    decoder = functools.partial(TransformerDecoder, d_model=32, num_layers=1, num_heads=2, prefix_experts=True)
+    encoder = TimmEncoder(model_name="resnet18", img_size=32, model_kwargs={"layers": [1, 1, 1, 1]})
+    with pytest.raises(UserError, match="decoder.prefix_experts=true needs a prefix"):
+        Captioner(encoder=encoder, fusion=FUSIONS["cross_attention"], decoder=decoder, vocab_size=40)
+
+
+def test_prefix_experts_keep_the_text_weights_for_the_text():
+    """With experts, the prefix runs through its own weights: changing them changes the text's logits only
+    through the prefix, and the text-only path (no image) is the plain LM."""
+    model = tiny_captioner("concat_experts")
+    images, ids = torch.randn(2, 3, 32, 32), torch.randint(4, 40, (2, 6))
+    with torch.no_grad():
+        before = model(images, ids).logits
+        for layer in model.decoder.layers:
+            layer.prefix_expert.mlp[0].weight.add_(0.5)
+        assert not torch.allclose(before, model(images, ids).logits)
+        text_only = model.decoder(ids)
+        for layer in model.decoder.layers:
+            layer.prefix_expert.mlp[0].weight.add_(0.5)
+        assert torch.equal(text_only, model.decoder(ids))

@@ -55,3 +55,43 @@ def grid_position_embedding(num_tokens: int, dim: int) -> Tensor:
     grid = torch.cat([angles_r.sin(), angles_r.cos(), angles_c.sin(), angles_c.cos()], dim=1)  # (side*side, 4q)
     out[num_tokens - side * side :, : grid.shape[1]] = grid
     return out
+
+
+class TokenMerge:
+    """Space-to-depth over a square token grid: each ``factor`` x ``factor`` block of tokens becomes one token whose
+    features are the block's features side by side (Swin's patch merging, InternVL's pixel unshuffle).
+
+    The token count falls by ``factor**2`` with nothing averaged away, so a fusion that runs its image tokens through
+    transformer layers (early fusion, the prefix mapper) pays ``factor**2`` less for them. Leading extra tokens (a
+    ViT's class token) are dropped when merging.
+
+    Args:
+        num_tokens: encoder tokens per image.
+        in_dim: encoder token width.
+        factor: block side; 1 leaves the tokens as they are.
+        option: the config key, for error messages.
+    """
+
+    def __init__(self, num_tokens: int, in_dim: int, factor: int, option: str = "fusion.merge") -> None:
+        from mmtrain.errors import UserError
+
+        if factor < 1:
+            raise UserError(f"{option} must be a positive integer, got {factor}")
+        side = grid_side(num_tokens)
+        if factor > 1 and (side == 0 or side % factor):
+            raise UserError(
+                f"{option}={factor} needs a square grid of image tokens whose side it divides, got {num_tokens} tokens"
+            )
+        self.factor, self.side = factor, side
+        self.num_tokens = num_tokens if factor == 1 else (side // factor) ** 2
+        self.out_dim = in_dim * factor * factor
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """(B, N, C) -> (B, N / factor**2, C * factor**2)."""
+        f = self.factor
+        if f == 1:
+            return x
+        b, n, c = x.shape
+        s, m = self.side, self.side // f
+        grid = x[:, n - s * s :].reshape(b, m, f, m, f, c).permute(0, 1, 3, 2, 4, 5)  # (B, m, m, f, f, C)
+        return grid.reshape(b, m * m, f * f * c)

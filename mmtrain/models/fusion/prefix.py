@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from mmtrain.errors import UserError
-from mmtrain.models.fusion.base import FusionOutput, grid_position_embedding, grid_side
+from mmtrain.models.fusion.base import FusionOutput, TokenMerge, grid_position_embedding, grid_side
 
 
 class PrefixFusion(nn.Module):
@@ -33,6 +33,8 @@ class PrefixFusion(nn.Module):
             ``prefix_len`` must then be a square).
         bidirectional: let the prefix embeddings attend to each other in the decoder (a prefix-LM mask) instead of
             causally, as a GPT-style LM reads ClipCap's prefix.
+        merge: merge each ``merge`` x ``merge`` block of the image grid into one token before the mapper (see
+            :class:`TokenMerge`), so the transformer mapper runs ``merge**2`` fewer image tokens.
     """
 
     uses_cross_attention = False
@@ -49,8 +51,11 @@ class PrefixFusion(nn.Module):
         num_heads: int = 4,
         queries: str = "learned",
         bidirectional: bool = False,
+        merge: int = 1,
     ) -> None:
         super().__init__()
+        self.merge = TokenMerge(num_tokens, in_dim, merge)
+        num_tokens, in_dim = self.merge.num_tokens, self.merge.out_dim
         if mapper not in ("mlp", "transformer", "resampler"):
             raise UserError(f"fusion.mapper must be 'mlp', 'transformer' or 'resampler', got {mapper!r}")
         if queries not in ("learned", "pooled"):
@@ -84,7 +89,7 @@ class PrefixFusion(nn.Module):
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, image_tokens: Tensor) -> FusionOutput:
-        x = self.proj(image_tokens)  # (B, N, D)
+        x = self.proj(self.merge(image_tokens))  # (B, N', D)
         if self.mapper == "mlp":
             prefix = self.net(x.mean(dim=1)).view(-1, self.prefix_len, self.d_model)  # (B, K, D)
         else:
