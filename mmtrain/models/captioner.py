@@ -49,7 +49,7 @@ class Captioner(nn.Module):
         d_model = probe_decoder.d_model
         self.fusion = fusion(in_dim=encoder.out_dim, d_model=d_model, num_tokens=encoder.num_tokens)
         self.decoder = decoder(vocab_size=vocab_size, cross_attention=self.fusion.uses_cross_attention)
-        if self.fusion.uses_cross_attention and self.decoder.layers[0].prefix_expert is not None:
+        if self.fusion.uses_cross_attention and self.decoder.prefix_experts:
             raise UserError(
                 "decoder.prefix_experts=true needs a prefix to apply to: use fusion=prefix or fusion=concat"
             )

@@ -68,22 +68,6 @@ class Attention(nn.Module):
         return self.out(y.reshape(bg, t, d))
 
 
-class PrefixExpert(nn.Module):
-    """The prefix's own weights in one block: norm, attention projections and MLP (a modality expert)."""
-
-    def __init__(self, d_model: int, num_heads: int, mlp_ratio: float, dropout: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(d_model)
-        self.self_attn = Attention(d_model, num_heads, dropout)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.mlp = _mlp(d_model, mlp_ratio, dropout)
-
-
-def _mlp(d_model: int, mlp_ratio: float, dropout: float) -> nn.Sequential:
-    hidden = int(d_model * mlp_ratio)
-    return nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model), nn.Dropout(dropout))
-
-
 class DecoderLayer(nn.Module):
     """Pre-norm block: self-attention, optional cross-attention, MLP; optionally separate weights for the prefix."""
 
@@ -102,8 +86,10 @@ class DecoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model) if cross_attention else None
         self.cross_attn = Attention(d_model, num_heads, dropout) if cross_attention else None
         self.norm3 = nn.LayerNorm(d_model)
-        self.mlp = _mlp(d_model, mlp_ratio, dropout)
-        self.prefix_expert = PrefixExpert(d_model, num_heads, mlp_ratio, dropout) if prefix_expert else None
+        hidden = int(d_model * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model), nn.Dropout(dropout))
+        # The prefix's own weights (a modality expert): a second block of the same shape, without cross-attention.
+        self.prefix_expert = DecoderLayer(d_model, num_heads, mlp_ratio, dropout, False) if prefix_expert else None
 
     def forward(
         self,
@@ -128,13 +114,10 @@ class DecoderLayer(nn.Module):
         x = x + self.self_attn.attend(q, k, v, mask if x.shape[1] > 1 else None)
         return self._cross_and_mlp(x, cross_kv, group)
 
-    def _cross_and_mlp(
-        self, x: Tensor, cross_kv: tuple[Tensor, Tensor] | None, group: int, weights: nn.Module | None = None
-    ) -> Tensor:
+    def _cross_and_mlp(self, x: Tensor, cross_kv: tuple[Tensor, Tensor] | None, group: int) -> Tensor:
         if self.cross_attn is not None and cross_kv is not None:
             x = x + self.cross_attn.cross(self.norm2(x), cross_kv, group)
-        weights = self if weights is None else weights
-        return x + weights.mlp(weights.norm3(x))
+        return x + self.mlp(self.norm3(x))
 
     def forward_with_prefix(
         self,
@@ -164,7 +147,7 @@ class DecoderLayer(nn.Module):
         if cache is not None:
             cache.self_kv.append((k, v))
         text = text + attn.attend(attn.split(attn.q(ht)), k, v, text_mask)
-        return self._cross_and_mlp(prefix, cross_kv, 1, expert), self._cross_and_mlp(text, cross_kv, group)
+        return expert._cross_and_mlp(prefix, cross_kv, 1), self._cross_and_mlp(text, cross_kv, group)
 
 
 class TransformerDecoder(nn.Module):
@@ -213,6 +196,10 @@ class TransformerDecoder(nn.Module):
     @property
     def cross_attention(self) -> bool:
         return self.layers[0].cross_attn is not None
+
+    @property
+    def prefix_experts(self) -> bool:
+        return self.layers[0].prefix_expert is not None
 
     def logits(self, h: Tensor) -> Tensor:
         return F.linear(self.norm(h), self.embed.weight)  # tied output embedding

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Protocol
 
 from torch import Tensor
+
+from mmtrain.errors import UserError
 
 
 class FusionOutput(NamedTuple):
@@ -26,8 +29,6 @@ class Fusion(Protocol):
 def grid_side(num_tokens: int) -> int:
     """Side of the square token grid in ``num_tokens``, allowing up to 8 leading extra tokens (a ViT's class or
     register tokens); 0 when the tokens are not such a grid."""
-    import math
-
     side = math.isqrt(num_tokens)
     return side if num_tokens - side * side <= 8 else 0
 
@@ -68,19 +69,16 @@ class TokenMerge:
     Args:
         num_tokens: encoder tokens per image.
         in_dim: encoder token width.
-        factor: block side; 1 leaves the tokens as they are.
-        option: the config key, for error messages.
+        factor: block side (``fusion.merge``); 1 leaves the tokens as they are.
     """
 
-    def __init__(self, num_tokens: int, in_dim: int, factor: int, option: str = "fusion.merge") -> None:
-        from mmtrain.errors import UserError
-
+    def __init__(self, num_tokens: int, in_dim: int, factor: int) -> None:
         if factor < 1:
-            raise UserError(f"{option} must be a positive integer, got {factor}")
+            raise UserError(f"fusion.merge must be a positive integer, got {factor}")
         side = grid_side(num_tokens)
         if factor > 1 and (side == 0 or side % factor):
             raise UserError(
-                f"{option}={factor} needs a square grid of image tokens whose side it divides, got {num_tokens} tokens"
+                f"fusion.merge={factor} needs a square grid of image tokens whose side it divides, got {num_tokens} tokens"
             )
         self.factor, self.side = factor, side
         self.num_tokens = num_tokens if factor == 1 else (side // factor) ** 2

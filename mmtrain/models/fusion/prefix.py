@@ -76,15 +76,12 @@ class PrefixFusion(nn.Module):
             self.queries = nn.Parameter(torch.zeros(prefix_len, d_model))  # (K, D)
             self.pos = nn.Parameter(grid_position_embedding(num_tokens, d_model))  # (N, D)
             nn.init.trunc_normal_(self.queries, std=0.02)
+            # transformer: one stack over [queries; image tokens]; resampler: queries attend to the image tokens
+            layer_type = nn.TransformerEncoderLayer if mapper == "transformer" else nn.TransformerDecoderLayer
+            layer = layer_type(d_model, num_heads, 4 * d_model, 0.0, batch_first=True, norm_first=True)
             if mapper == "transformer":
-                layer = nn.TransformerEncoderLayer(
-                    d_model, num_heads, 4 * d_model, 0.0, batch_first=True, norm_first=True
-                )
                 self.net = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
             else:
-                layer = nn.TransformerDecoderLayer(
-                    d_model, num_heads, 4 * d_model, 0.0, batch_first=True, norm_first=True
-                )
                 self.net = nn.TransformerDecoder(layer, num_layers)
         self.norm = nn.LayerNorm(d_model)
 
