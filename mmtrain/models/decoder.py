@@ -32,23 +32,35 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    """Multi-head attention over SDPA, usable as self- or cross-attention."""
+    """Multi-head attention over SDPA, usable as self- or cross-attention; ``keys_only`` builds just the keys/values
+    (for tokens that are attended to but never attend)."""
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+    def __init__(
+        self, d_model: int, num_heads: int, dropout: float, qk_norm: bool = False, keys_only: bool = False
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.q = nn.Linear(d_model, d_model)
+        self.q = None if keys_only else nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
-        self.out = nn.Linear(d_model, d_model)
+        self.out = None if keys_only else nn.Linear(d_model, d_model)
         self.dropout = dropout
+        # QK-norm: each head's queries and keys are layer-normalised, so attention logits are O(1) from the first step
+        self.q_norm = nn.LayerNorm(d_model // num_heads) if qk_norm and not keys_only else None
+        self.k_norm = nn.LayerNorm(d_model // num_heads) if qk_norm else None
 
     def split(self, x: Tensor) -> Tensor:
         n, t, d = x.shape
         return x.view(n, t, self.num_heads, d // self.num_heads).transpose(1, 2)  # (N, H, T, dh)
 
+    def queries(self, x: Tensor) -> Tensor:
+        """Per-head queries (N, H, T, dh) of ``x`` (N, T, D)."""
+        q = self.split(self.q(x))
+        return q if self.q_norm is None else self.q_norm(q)
+
     def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
         k, v = self.kv(x).chunk(2, dim=-1)
-        return self.split(k), self.split(v)
+        k = self.split(k)
+        return (k if self.k_norm is None else self.k_norm(k)), self.split(v)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = False) -> Tensor:
         p = self.dropout if self.training else 0.0
@@ -60,7 +72,7 @@ class Attention(nn.Module):
         """Cross-attend ``x`` (B*group, T, D) to per-image ``kv`` (B, H, M, dh) without copying the memory."""
         k, v = kv
         bg, t, d = x.shape
-        q = self.split(self.q(x))  # (B*G, H, T, dh)
+        q = self.queries(x)  # (B*G, H, T, dh)
         q = q.view(bg // group, group, self.num_heads, t, -1).transpose(1, 2)  # (B, H, G, T, dh)
         q = q.reshape(bg // group, self.num_heads, group * t, -1)  # (B, H, G*T, dh)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
@@ -68,8 +80,21 @@ class Attention(nn.Module):
         return self.out(y.reshape(bg, t, d))
 
 
+class PrefixKeys(nn.Module):
+    """The prefix expert of the last block: only the norm and key/value projection, as nothing reads its output."""
+
+    def __init__(self, d_model: int, num_heads: int, qk_norm: bool) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.self_attn = Attention(d_model, num_heads, 0.0, qk_norm, keys_only=True)
+
+
 class DecoderLayer(nn.Module):
-    """Pre-norm block: self-attention, optional cross-attention, MLP; optionally separate weights for the prefix."""
+    """Pre-norm block: self-attention, optional cross-attention, MLP; optionally separate weights for the prefix.
+
+    In the ``last`` block the prefix (image) stream only lends its keys/values to the text: its own attention and MLP
+    are skipped, and its expert has only the key/value projection.
+    """
 
     def __init__(
         self,
@@ -79,17 +104,26 @@ class DecoderLayer(nn.Module):
         dropout: float,
         cross_attention: bool,
         prefix_expert: bool = False,
+        qk_norm: bool = False,
+        last: bool = False,
     ) -> None:
         super().__init__()
+        self.last = last
         self.norm1 = nn.LayerNorm(d_model)
-        self.self_attn = Attention(d_model, num_heads, dropout)
+        self.self_attn = Attention(d_model, num_heads, dropout, qk_norm)
         self.norm2 = nn.LayerNorm(d_model) if cross_attention else None
-        self.cross_attn = Attention(d_model, num_heads, dropout) if cross_attention else None
+        self.cross_attn = Attention(d_model, num_heads, dropout, qk_norm) if cross_attention else None
         self.norm3 = nn.LayerNorm(d_model)
         hidden = int(d_model * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model), nn.Dropout(dropout))
         # The prefix's own weights (a modality expert): a second block of the same shape, without cross-attention.
-        self.prefix_expert = DecoderLayer(d_model, num_heads, mlp_ratio, dropout, False) if prefix_expert else None
+        self.prefix_expert: nn.Module | None = None
+        if prefix_expert:
+            self.prefix_expert = (
+                PrefixKeys(d_model, num_heads, qk_norm)
+                if last
+                else DecoderLayer(d_model, num_heads, mlp_ratio, dropout, False, qk_norm=qk_norm)
+            )
 
     def forward(
         self,
@@ -101,7 +135,7 @@ class DecoderLayer(nn.Module):
         group: int,
     ) -> Tensor:
         h = self.norm1(x)
-        q = self.self_attn.split(self.self_attn.q(h))  # (N, H, T, dh)
+        q = self.self_attn.queries(h)  # (N, H, T, dh)
         k, v = self.self_attn.keys_values(h)
         if cache is not None:
             if layer < len(cache.self_kv):
@@ -134,20 +168,23 @@ class DecoderLayer(nn.Module):
 
         The prefix attends only to itself (fully when ``bidirectional``, else causally); each text row attends to its
         image's prefix keys/values and causally to itself through ``text_mask`` (T, P+T). With a prefix expert the
-        prefix goes through the expert's weights, the text through the block's own.
+        prefix goes through the expert's weights, the text through the block's own. In the last block nothing reads
+        the prefix's output, only its keys/values, so its attention and MLP are skipped and it comes back as is.
         """
         expert = self if self.prefix_expert is None else self.prefix_expert
         attn, pattn = self.self_attn, expert.self_attn
         hp, ht = expert.norm1(prefix), self.norm1(text)
         kp, vp = pattn.keys_values(hp)  # (B, H, P, dh)
-        prefix = prefix + pattn.attend(pattn.split(pattn.q(hp)), kp, vp, None, causal=not bidirectional)
         kt, vt = attn.keys_values(ht)  # (B*G, H, T, dh)
         k = torch.cat([kp.repeat_interleave(group, dim=0), kt], dim=2)  # (B*G, H, P+T, dh)
         v = torch.cat([vp.repeat_interleave(group, dim=0), vt], dim=2)
         if cache is not None:
             cache.self_kv.append((k, v))
-        text = text + attn.attend(attn.split(attn.q(ht)), k, v, text_mask)
-        return expert._cross_and_mlp(prefix, cross_kv, 1), self._cross_and_mlp(text, cross_kv, group)
+        text = self._cross_and_mlp(text + attn.attend(attn.queries(ht), k, v, text_mask), cross_kv, group)
+        if self.last:
+            return prefix, text
+        prefix = prefix + pattn.attend(pattn.queries(hp), kp, vp, None, causal=not bidirectional)
+        return expert._cross_and_mlp(prefix, cross_kv, 1), text
 
 
 class TransformerDecoder(nn.Module):
@@ -165,6 +202,8 @@ class TransformerDecoder(nn.Module):
         prefix_experts: give the prefix (prefix or early fusion's image embeddings) its own norms, attention
             projections and MLP in every block, while the text keeps the LM's (modality experts, as in VLMo and
             CogVLM's visual expert). Text still attends to the prefix; per-token compute is unchanged.
+        qk_norm: layer-normalise each head's queries and keys before attention (QK-norm, as in ViT-22B and OLMo 2),
+            in self- and cross-attention.
     """
 
     def __init__(
@@ -179,6 +218,7 @@ class TransformerDecoder(nn.Module):
         max_len: int = 128,
         cross_attention: bool = True,
         prefix_experts: bool = False,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
         self.d_model, self.max_len = d_model, max_len
@@ -186,8 +226,17 @@ class TransformerDecoder(nn.Module):
         self.pos = nn.Embedding(max_len, d_model)
         self.drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            DecoderLayer(d_model, num_heads, mlp_ratio, dropout, cross_attention, prefix_experts)
-            for _ in range(num_layers)
+            DecoderLayer(
+                d_model,
+                num_heads,
+                mlp_ratio,
+                dropout,
+                cross_attention,
+                prefix_experts,
+                qk_norm,
+                last=i == num_layers - 1,
+            )
+            for i in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)
         nn.init.normal_(self.embed.weight, std=0.02)

@@ -8,6 +8,7 @@ import torch
 from mmtrain.errors import UserError
 from mmtrain.models.fusion.base import TokenMerge
 from mmtrain.models.fusion.concat import ConcatFusion
+from mmtrain.models.fusion.prefix import PrefixFusion
 
 
 def test_token_merge_keeps_every_feature_of_each_block():
@@ -35,3 +36,16 @@ def test_token_merge_rejects_grids_it_cannot_tile(tokens, factor):
 def test_merged_early_fusion_feeds_fewer_image_tokens_to_the_decoder():
     fusion = ConcatFusion(in_dim=8, d_model=16, num_tokens=64, merge=2)
     assert fusion(torch.randn(3, 64, 8)).prefix.shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_transformer_mapper_equals_the_full_encoder_stack(num_layers):
+    """The mapper updates only the queries in its last layer; the prefix is what the whole stack would give."""
+    torch.manual_seed(0)
+    fusion = PrefixFusion(in_dim=32, d_model=64, num_tokens=64, prefix_len=16, queries="pooled", num_layers=num_layers)
+    tokens = torch.randn(3, 64, 32)
+    with torch.no_grad():
+        image = fusion.proj(tokens) + fusion.pos
+        queries = fusion.queries.expand(3, -1, -1) + fusion._pool(image)
+        full = fusion.norm(fusion.net(torch.cat([queries, image], dim=1))[:, :16])
+        assert torch.allclose(fusion(tokens).prefix, full, atol=1e-6)

@@ -10,7 +10,7 @@ import torch
 from mmtrain.data.text import EOS_ID
 from mmtrain.errors import UserError
 from mmtrain.models.captioner import Captioner
-from mmtrain.models.decoder import TransformerDecoder
+from mmtrain.models.decoder import TransformerDecoder, init_weights
 from mmtrain.models.encoders import TimmEncoder
 from mmtrain.models.fusion.concat import ConcatFusion
 from mmtrain.models.fusion.cross_attention import CrossAttentionFusion
@@ -35,7 +35,14 @@ FUSIONS = {
 }
 FUSIONS["concat_experts"] = FUSIONS["concat_merged"]
 FUSIONS["prefix_experts"] = FUSIONS["prefix_pooled_bidirectional"]
-DECODER_OPTIONS = {"concat_experts": {"prefix_experts": True}, "prefix_experts": {"prefix_experts": True}}
+FUSIONS["cross_attention_qk_norm"] = FUSIONS["cross_attention"]
+FUSIONS["concat_experts_qk_norm"] = FUSIONS["concat_merged"]
+DECODER_OPTIONS = {
+    "concat_experts": {"prefix_experts": True},
+    "prefix_experts": {"prefix_experts": True},
+    "cross_attention_qk_norm": {"qk_norm": True},
+    "concat_experts_qk_norm": {"prefix_experts": True, "qk_norm": True},
+}
 
 
 def tiny_captioner(fusion: str = "cross_attention", vocab: int = 40) -> Captioner:
@@ -172,10 +179,43 @@ def test_prefix_experts_keep_the_text_weights_for_the_text():
     images, ids = torch.randn(2, 3, 32, 32), torch.randint(4, 40, (2, 6))
     with torch.no_grad():
         before = model(images, ids).logits
-        for layer in model.decoder.layers:
+        for layer in model.decoder.layers[:-1]:
             layer.prefix_expert.mlp[0].weight.add_(0.5)
         assert not torch.allclose(before, model(images, ids).logits)
         text_only = model.decoder(ids)
         for layer in model.decoder.layers:
-            layer.prefix_expert.mlp[0].weight.add_(0.5)
+            layer.prefix_expert.self_attn.kv.weight.add_(0.5)
         assert torch.equal(text_only, model.decoder(ids))
+
+
+def test_last_block_skips_the_prefix_stream_and_every_parameter_gets_a_gradient():
+    """The last block's image stream only lends keys/values: its expert has no MLP or queries, and a backward pass
+    reaches every decoder and fusion parameter (DDP fails on parameters without a gradient)."""
+    for fusion in ("concat_experts", "prefix_experts", "concat", "prefix_pooled_bidirectional"):
+        model = tiny_captioner(fusion).train()
+        last = model.decoder.layers[-1]
+        if last.prefix_expert is not None:
+            assert last.prefix_expert.self_attn.q is None and not hasattr(last.prefix_expert, "mlp")
+        images, ids = torch.randn(2, 3, 32, 32), torch.randint(4, 40, (4, 6))
+        model(images, ids, captions_per_image=2).logits.square().mean().backward()
+        for name, p in [*model.decoder.named_parameters(), *model.fusion.named_parameters()]:
+            assert p.grad is not None, f"{fusion}: {name} got no gradient"
+
+
+def test_qk_norm_makes_attention_independent_of_query_and_key_scale():
+    """With decoder.qk_norm=true, scaling every query/key projection leaves the logits unchanged; without it, not."""
+    for qk_norm in (True, False):
+        torch.manual_seed(0)
+        decoder = TransformerDecoder(vocab_size=40, d_model=32, num_layers=2, num_heads=2, dropout=0.0, qk_norm=qk_norm)
+        init_weights(decoder)
+        ids = torch.randint(4, 40, (3, 8))
+        memory = torch.randn(3, 5, 32)
+        with torch.no_grad():
+            before = decoder(ids, memory=memory)
+            for layer in decoder.layers:
+                for attn in (layer.self_attn, layer.cross_attn):
+                    attn.q.weight.mul_(25.0), attn.q.bias.mul_(25.0)
+                    attn.kv.weight[:32].mul_(25.0), attn.kv.bias[:32].mul_(25.0)
+            after = decoder(ids, memory=memory)
+        change = (before - after).abs().max().item()
+        assert (change < 1e-3) if qk_norm else (change > 0.05)  # LayerNorm's epsilon leaves ~1e-4

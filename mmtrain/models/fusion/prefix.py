@@ -95,10 +95,26 @@ class PrefixFusion(nn.Module):
             if self.pool_side:
                 queries = queries + self._pool(x)
             if self.mapper == "transformer":
-                prefix = self.net(torch.cat([queries, x], dim=1))[:, : self.prefix_len]  # (B, K, D)
+                prefix = self._transformer(torch.cat([queries, x], dim=1))  # (B, K, D)
             else:
                 prefix = self.net(queries, x)  # (B, K, D)
         return FusionOutput(memory=None, prefix=self.norm(prefix), prefix_bidirectional=self.bidirectional)
+
+    def _transformer(self, seq: Tensor) -> Tensor:
+        """The transformer mapper over [queries; image tokens] (B, K+N, D); returns the queries' outputs (B, K, D).
+
+        Only the queries' outputs are kept, so the last layer updates just them (the image tokens still lend it their
+        keys and values): the same result as the full stack, without that layer's attention and MLP for N tokens.
+        """
+        *layers, last = self.net.layers
+        for layer in layers:
+            seq = layer(seq)
+        h = last.norm1(seq)  # pre-norm layers (norm_first=True)
+        q = seq[:, : self.prefix_len] + last.dropout1(
+            last.self_attn(h[:, : self.prefix_len], h, h, need_weights=False)[0]
+        )
+        mlp = last.linear2(last.dropout(last.activation(last.linear1(last.norm2(q)))))
+        return q + last.dropout2(mlp)
 
     def _pool(self, x: Tensor) -> Tensor:
         """Average the square grid of tokens in ``x`` (B, N, D) over ``pool_side`` x ``pool_side`` cells: (B, K, D).
