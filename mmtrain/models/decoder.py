@@ -116,7 +116,8 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
         hidden = int(d_model * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model), nn.Dropout(dropout))
-        # The prefix's own weights (a modality expert): a second block of the same shape, without cross-attention.
+        # The prefix's own weights (a modality expert): a second block of the same shape without cross-attention, or
+        # in the last block only the norm and key/value projection (nothing reads the prefix's output there).
         self.prefix_expert: nn.Module | None = None
         if prefix_expert:
             self.prefix_expert = (
