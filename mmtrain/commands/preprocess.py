@@ -24,7 +24,6 @@ def run(cfg: DictConfig) -> dict:
         num_workers=int(cfg.num_workers),
         strict=bool(cfg.strict),
         shard_size=int(cfg.shard_size),
-        seed=int(cfg.seed),
         fingerprint=fingerprint,
     )
     manifest = preprocessor.run()

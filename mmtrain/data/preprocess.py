@@ -22,7 +22,7 @@ from mmtrain.data.sources.base import Sample, SourceReport
 from mmtrain.data.store import FORMAT_VERSION, MANIFEST, coco_references, config_hash, read_manifest, write_split
 from mmtrain.data.text import CaptionStats, clean_captions, train_sentencepiece
 from mmtrain.errors import UserError
-from mmtrain.io import write_json, write_jsonl
+from mmtrain.io import write_bytes, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -78,7 +78,6 @@ class Preprocessor:
         num_workers: decoding processes (0: all cores).
         strict: any rejected image stops the run before anything is written.
         shard_size: images per resumable work unit.
-        seed: tokenizer training seed.
         fingerprint: the source's settings, part of the config hash.
         check_content: also look for identical image bytes across splits (not only ids and paths).
     """
@@ -93,12 +92,11 @@ class Preprocessor:
         num_workers: int = 0,
         strict: bool = False,
         shard_size: int = 512,
-        seed: int = 0,
         fingerprint: dict | None = None,
         check_content: bool = True,
     ) -> None:
         self.source, self.out = source, Path(out_dir)
-        self.resize, self.text, self.strict, self.shard_size, self.seed = resize, text, strict, shard_size, seed
+        self.resize, self.text, self.strict, self.shard_size = resize, text, strict, shard_size
         self.num_workers = num_workers or mp.cpu_count()
         self.check_content = check_content
         self.hash = config_hash({"fingerprint": fingerprint, "resize": resize, "text": text, "v": FORMAT_VERSION})
@@ -181,12 +179,8 @@ class Preprocessor:
         train_text = [c for s in kept["train"] for c in cleaned[s.image_id]]
         if not train_text:
             raise UserError("the train split has no usable image with captions; nothing to train a tokenizer on")
-        tmp_prefix = self.out / ".tmp-tokenizer"
-        model = train_sentencepiece(
-            train_text, tmp_prefix, vocab_size=self.text.vocab_size, model_type=self.text.model_type, seed=self.seed
-        )
-        model.replace(self.out / "tokenizer.model")
-        tmp_prefix.with_suffix(".vocab").unlink(missing_ok=True)
+        model = train_sentencepiece(train_text, vocab_size=self.text.vocab_size, model_type=self.text.model_type)
+        write_bytes(self.out / "tokenizer.model", model)
         splits = {}
         for split, samples in kept.items():
             items = ((s.image_id, decoded[s.image_id][0], cleaned[s.image_id]) for s in samples)

@@ -60,19 +60,21 @@ def clean_captions(captions: Iterable[str], stats: CaptionStats, *, lowercase: b
     return kept
 
 
-def train_sentencepiece(
-    captions: Iterable[str], model_prefix: Path, *, vocab_size: int, model_type: str = "bpe", seed: int = 0
-) -> Path:
-    """Train a SentencePiece model on ``captions`` and return the path of the ``.model`` file.
+def train_sentencepiece(captions: Iterable[str], *, vocab_size: int, model_type: str = "bpe") -> bytes:
+    """Train a SentencePiece model on ``captions`` and return the serialised model.
 
-    Ids 0-3 are fixed to pad, unk, bos, eos so that checkpoints and stores agree on them.
+    Trained in memory: nothing is written beside the store, and the model records no file path, so the same
+    captions give the same bytes wherever they are trained (the training itself draws no random numbers). Ids 0-3
+    are fixed to pad, unk, bos, eos so that checkpoints and stores agree on them.
     """
+    import io
+
     import sentencepiece as spm
 
-    model_prefix.parent.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(list(captions)),
-        model_prefix=str(model_prefix),
+        model_writer=model,
         vocab_size=vocab_size,
         model_type=model_type,
         character_coverage=1.0,
@@ -84,7 +86,7 @@ def train_sentencepiece(
         num_threads=1,
         minloglevel=2,
     )
-    return model_prefix.with_suffix(".model")
+    return model.getvalue()
 
 
 class Tokenizer:

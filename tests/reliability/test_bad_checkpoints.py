@@ -12,13 +12,13 @@ from tests.conftest import TINY_MODEL, run_cli
 from tests.reliability.conftest import assert_one_line_error
 
 
-def _other_tokenizer(tmp_path: Path, vocab_size: int) -> torch.Tensor:
+def _other_tokenizer(vocab_size: int) -> torch.Tensor:
     """The bytes of a SentencePiece model trained on other text than the tiny store's (whose vocabulary is 64)."""
     words = ["river", "mountain", "boat", "cloud", "forest", "bridge", "lamp", "train", "winter", "yellow", "quiet"]
     text = [f"a {a} near the {b} by {c}" for a in words for b in words for c in words]
-    model = train_sentencepiece(text, tmp_path / "other", vocab_size=vocab_size)
+    model = train_sentencepiece(text, vocab_size=vocab_size)
     assert Tokenizer(model).vocab_size == vocab_size
-    return torch.frombuffer(bytearray(model.read_bytes()), dtype=torch.uint8).clone()
+    return torch.frombuffer(bytearray(model), dtype=torch.uint8).clone()
 
 
 def _altered(checkpoint: Path, tmp_path: Path, name: str, change) -> Path:
@@ -44,7 +44,7 @@ def test_truncated_checkpoint_is_one_line_error_in_eval(tiny_checkpoint, tmp_pat
 
 
 def _swap_tokenizer(tmp_path, vocab_size: int = 40):
-    tokenizer = _other_tokenizer(tmp_path, vocab_size)
+    tokenizer = _other_tokenizer(vocab_size)
     return lambda state: state["mmtrain"].__setitem__("tokenizer", tokenizer)
 
 
