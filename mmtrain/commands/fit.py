@@ -12,15 +12,18 @@ from mmtrain.errors import UserError
 log = logging.getLogger("mmtrain.fit")
 
 
-def _resume_path(cfg: DictConfig, out: Path, module) -> str | None:
+def _resume_path(cfg: DictConfig, out: Path, module, trainer) -> str | None:
+    """The checkpoint to resume from, checked; Lightning then gets the copy read for the check."""
     if not cfg.resume:
         return None
     path = out / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint to resume from")
-    from mmtrain.training.checkpoint_io import check_resumable
+    from mmtrain.training.checkpoint_io import AtomicCheckpointIO, check_resumable
 
-    check_resumable(path, module)
+    checkpoint = check_resumable(path, module)
+    if isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
+        trainer.strategy.checkpoint_io.keep(path, checkpoint)
     return str(path)
 
 
@@ -197,7 +200,7 @@ def run(cfg: DictConfig) -> dict:
     trainer = build_trainer(cfg, out)
     stamp = _stamp_run(cfg, out, datamodule, trainer) if trainer.is_global_zero else None
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out, module))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out, module, trainer))
     except SystemExit:  # Lightning's SIGTERMException, raised after SignalCheckpoint wrote last.ckpt
         _stop_if_interrupted(trainer)
         raise

@@ -19,7 +19,19 @@ from mmtrain.models.loading import read_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Saves with a temporary file in the checkpoint's folder and a rename; loads with ``weights_only=True``."""
+    """Saves with a temporary file in the checkpoint's folder and a rename; loads with ``weights_only=True``.
+
+    A checkpoint already read (to check a resume before Lightning loads it) can be handed over with :meth:`keep`, so
+    that the file is read once, not twice: a large model's checkpoint with its optimizer state takes seconds to read.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._kept: tuple[Path, dict] | None = None
+
+    def keep(self, path: str | Path, checkpoint: dict) -> None:
+        """The next load of ``path`` returns ``checkpoint`` instead of reading the file (once)."""
+        self._kept = (Path(path).resolve(), checkpoint)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
@@ -28,11 +40,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, handle)
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        kept, self._kept = self._kept, None
+        if kept is not None and map_location is None and kept[0] == Path(path).resolve():
+            return kept[1]
         return super().load_checkpoint(path, map_location=map_location or "cpu", weights_only=True)
 
 
-def check_resumable(path: Path, module) -> None:
-    """Refuse, in one line, a checkpoint ``module`` cannot continue from: another tokenizer or model shape."""
+def check_resumable(path: Path, module) -> dict:
+    """The checkpoint at ``path``, read on the CPU; refuse, in one line, one that ``module`` cannot continue from:
+    another tokenizer or model shape."""
     checkpoint = read_checkpoint(path)
     tokenizer = checkpoint["mmtrain"].get("tokenizer")
     if tokenizer is None or bytes(tokenizer.numpy().tobytes()) != module.tokenizer.model_bytes:
@@ -50,3 +66,4 @@ def check_resumable(path: Path, module) -> None:
             if items
         ]
         raise UserError(f"{path}: weights do not fit this model config ({'; '.join(problems)})")
+    return checkpoint

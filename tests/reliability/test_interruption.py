@@ -208,6 +208,21 @@ def test_checkpoints_are_written_beside_their_name_then_renamed(tmp_path, monkey
     assert AtomicCheckpointIO().load_checkpoint(path)["global_step"] == 7
 
 
+def test_a_checkpoint_read_to_check_a_resume_is_handed_to_lightning_not_read_again(tmp_path):
+    from mmtrain.training.checkpoint_io import AtomicCheckpointIO
+
+    checkpoint_io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    checkpoint_io.save_checkpoint({"global_step": 7}, path)
+    checked = checkpoint_io.load_checkpoint(path)
+    checkpoint_io.keep(tmp_path / "other.ckpt", {"global_step": 1})  # kept for another file: not used for this one
+    assert checkpoint_io.load_checkpoint(path)["global_step"] == 7
+    checkpoint_io.keep(path, checked)
+    path.unlink()  # a second read of the file would fail
+    assert checkpoint_io.load_checkpoint(path) is checked
+    with pytest.raises(FileNotFoundError):
+        checkpoint_io.load_checkpoint(path)  # handed over once only
+
+
 IN_PLACE_ALLOWED = ("logs", ".hydra")  # Lightning's CSV log and Hydra's record of the run are appended as it goes
 
 
