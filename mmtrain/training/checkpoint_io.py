@@ -22,7 +22,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Saves with a temporary file in the checkpoint's folder and a rename; loads with ``weights_only=True``.
 
     A checkpoint already read (to check a resume before Lightning loads it) can be handed over with :meth:`keep`, so
-    that the file is read once, not twice: a large model's checkpoint with its optimizer state takes seconds to read.
+    that the file is read once, not twice (1 GB of tensors took about 1 s to read from the page cache on a 2-core
+    machine; a ViT-B captioner with its AdamW state is about 1.6 GB, and a network file system is slower).
     """
 
     def __init__(self) -> None:
