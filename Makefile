@@ -7,7 +7,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: help install browser test test-slow lint format demo bench bench-eval bench-caption bench-data bench-train clean
+.PHONY: help install browser test test-slow lint format demo bench bench-eval bench-caption bench-data bench-train bench-quality clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -57,7 +57,11 @@ bench-train: $(STAMP) ## Benchmark training throughput: mmtrain fit vs a bare Py
 bench-data: $(STAMP) ## Benchmark the data path on real COCO photos: store vs JPEG loader, workers, feature cache (JSON)
 	$(BIN)/python scripts/bench_data.py
 
-bench: bench-eval bench-caption bench-data bench-train ## Run all benchmarks
+QUALITY_SEEDS ?= 0
+bench-quality: $(STAMP) ## Quality on shapes: every fusion, SCST and ITC against their targets, QUALITY_SEEDS="0 1 2" (JSON; ~45 min a seed)
+	$(BIN)/python scripts/bench_quality.py --seeds $(QUALITY_SEEDS)
+
+bench: bench-eval bench-caption bench-data bench-train ## Run the speed benchmarks (bench-quality is apart: it takes the better part of an hour)
 
 clean: ## Remove run outputs (keeps .venv)
 	rm -rf runs outputs multirun
