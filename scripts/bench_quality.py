@@ -96,9 +96,15 @@ def summarise(runs: list[dict], key: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run every experiment with")
-    parser.add_argument("--only", nargs="+", choices=["fusions", "scst", "itc"], default=["fusions", "scst", "itc"])
-    parser.add_argument("--fusions", nargs="+", choices=list(FUSIONS), default=list(FUSIONS))
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/quality"))
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["fusions", "scst", "itc"],
+        default=["fusions", "scst", "itc"],
+        help="which targets to measure (default: all)",
+    )
+    parser.add_argument("--fusions", nargs="+", choices=list(FUSIONS), default=list(FUSIONS), help="fusions to fit")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/quality"), help="runs and quality.json")
     parser.add_argument("--store", type=Path, help="an existing store of data=shapes (default: preprocess one in OUT)")
     args = parser.parse_args()
     if "scst" in args.only and ("fusions" not in args.only or "cross_attention" not in args.fusions):
