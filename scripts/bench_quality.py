@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from mmtrain.io import write_json
+from mmtrain.runinfo import hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 FUSIONS = {"cross_attention": "shapes_demo", "prefix": "shapes_prefix", "concat": "shapes_concat"}
@@ -114,7 +115,7 @@ def main() -> None:
     out = args.out if args.out.is_absolute() else ROOT / args.out
     store = args.store.resolve() if args.store else ensure_store(out)
     report: dict = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "machine": hardware(),
         "targets": {"scene_accuracy": SCENE_TARGET, "fit_budget_s": FIT_BUDGET_S, "itc_i2t_R@5": R5_TARGET},
         "seeds": args.seeds,
     }
@@ -147,8 +148,6 @@ def main() -> None:
             run["met"] = run["i2t_R@5"] >= R5_TARGET
             runs.append(run)
         report["itc"] = {"runs": runs, **summarise(runs, "i2t_R@5")}
-    from mmtrain.io import write_json
-
     write_json(out / "quality.json", report)
     print(json.dumps(report, indent=2))
 
