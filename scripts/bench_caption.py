@@ -120,7 +120,7 @@ class NoCacheCaptioner:
 
     def _last_logits(self, state: _Prefix) -> Tensor:
         decoder = self.captioner.decoder
-        x = decoder._embed(state.tokens, None, 0)  # (N, T, D)
+        x = decoder._embed(state.tokens, 0)  # (N, T, D)
         mask = prefix_lm_mask(0, x.shape[1], bidirectional=False, device=x.device)
         h = decoder._run(x, mask, None, state.cross_kv, state.group)  # (N, T, D)
         return decoder.logits(h[:, -1])  # (N, V)

@@ -219,3 +219,28 @@ def test_qk_norm_makes_attention_independent_of_query_and_key_scale():
             after = decoder(ids, memory=memory)
         change = (before - after).abs().max().item()
         assert (change < 1e-3) if qk_norm else (change > 0.05)  # LayerNorm's epsilon leaves ~1e-4
+
+
+def test_the_decoding_benchmarks_no_cache_baseline_decodes_what_the_kv_cache_decodes(monkeypatch):
+    """``scripts/bench_caption.py`` times the KV cache against a decoder re-run over the whole prefix at every step;
+    that baseline reaches into the decoder, so it is checked here against the cached path, greedy and beam."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_caption.py"
+    spec = importlib.util.spec_from_file_location("bench_caption", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_caption", bench)  # its dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    from mmtrain.models.generation import decode
+
+    model = tiny_captioner("cross_attention")
+    baseline = bench.NoCacheCaptioner(model)
+    with torch.no_grad():
+        fused = model.encode(torch.randn(3, 3, 32, 32))
+        for config in (
+            DecodingConfig(strategy="greedy", max_len=8),
+            DecodingConfig(strategy="beam", num_beams=3, max_len=8),
+        ):
+            assert decode(baseline, fused, 3, config) == decode(model, fused, 3, config)
