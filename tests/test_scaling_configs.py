@@ -14,9 +14,18 @@ from mmtrain.cli import CONFIG_DIR
 NODE_COUNT_VARS = ("SLURM_NNODES", "GROUP_WORLD_SIZE")
 
 
+def _installed(module: str) -> bool:
+    # find_spec imports the parent package of a dotted name: without any Hydra plugin installed, the
+    # "hydra_plugins" namespace itself is missing and find_spec raises instead of returning None.
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _plugin(module: str, package: str):
     return pytest.mark.skipif(
-        importlib.util.find_spec(module) is None, reason=f"{package} is not installed (pip install -e '.[cluster]')"
+        not _installed(module), reason=f"{package} is not installed (pip install -e '.[cluster]')"
     )
 
 

@@ -86,7 +86,7 @@ def run(cfg: DictConfig) -> list[dict]:
     inputs = list(cfg.inputs) if isinstance(cfg.inputs, (list, ListConfig)) else [str(cfg.inputs)]
     paths, unmatched = expand_inputs([str(i) for i in inputs])
     references = load_references(cfg.references) if cfg.references else None
-    model = load_model(cfg.ckpt)
+    model = load_model(cfg.ckpt).to(cfg.device)
     resize = model.extra.get("resize", {})
     size = int(resize.get("size", model.captioner.encoder.img_size))
     kept, arrays, failed = _load_images(paths, size, resize.get("mode", "center_crop"))

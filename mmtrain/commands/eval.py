@@ -42,7 +42,7 @@ def _caption_split(cfg: DictConfig) -> tuple[Path, Path, Path, str | None]:
     from mmtrain.models.loading import load_model
     from mmtrain.progress import progress_bar
 
-    model = load_model(cfg.ckpt)
+    model = load_model(cfg.ckpt).to(cfg.device)
     source = str(cfg.store or model.extra.get("store") or "")
     remote = None
     if is_url(source):  # mirrored first: the references are read from the local mirror

@@ -130,7 +130,7 @@ def build_trainer(cfg: DictConfig, out: Path):
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
-    from mmtrain.training.callbacks import FiniteLoss, RNGState, SignalCheckpoint
+    from mmtrain.training.callbacks import FiniteLoss, RNGState, SignalCheckpoint, progress_bar
     from mmtrain.training.checkpoint_io import AtomicCheckpointIO
 
     ckpt_dir = out / "checkpoints"
@@ -139,7 +139,14 @@ def build_trainer(cfg: DictConfig, out: Path):
     periodic = ModelCheckpoint(
         dirpath=ckpt_dir, every_n_train_steps=int(cfg.checkpoint_every_n_steps), save_top_k=0, save_last=True
     )
-    callbacks = [RNGState(), best, periodic, SignalCheckpoint(ckpt_dir), FiniteLoss(ckpt_dir, int(cfg.nonfinite_skips))]
+    callbacks = [
+        RNGState(),
+        best,
+        periodic,
+        SignalCheckpoint(ckpt_dir),
+        FiniteLoss(ckpt_dir, int(cfg.nonfinite_skips)),
+        progress_bar(),
+    ]
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     return pl.Trainer(
         **trainer_args,

@@ -24,11 +24,44 @@ class LoadedModel:
     model_config: dict
     extra: dict  # store path, metrics, ... as saved
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.captioner.parameters()).device
+
+    def to(self, device: str | torch.device) -> LoadedModel:
+        """Move the captioner to ``device`` ("auto", "cpu", "cuda", "cuda:1"; see ``resolve_device``)."""
+        self.captioner.to(resolve_device(device))
+        return self
+
     @torch.no_grad()
     def caption(self, images: torch.Tensor, decoding: DecodingConfig | None = None) -> list[list[str]]:
-        """Captions for uint8 images (B, 3, H, W): ``num_return_sequences`` strings per image."""
+        """Captions for uint8 images (B, 3, H, W), on any device: ``num_return_sequences`` strings per image."""
+        images = images.to(self.device, non_blocking=True)
         sequences = self.captioner.generate(self.captioner.normalize(images), config=decoding or self.decoding)
         return [[self.tokenizer.decode(seq) for seq in seqs] for seqs in sequences]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` is the current CUDA GPU when one is visible, else the CPU; a CUDA device that is not there is a
+    ``UserError`` (rather than torch's assertion deep inside the first copy)."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={device}: not a device name (use auto, cpu, cuda or cuda:N)") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"device={device}: no CUDA device is visible to torch (use device=cpu or device=auto)")
+        if resolved.index is not None and resolved.index >= count:
+            raise UserError(f"device={device}: only {count} CUDA device(s) are visible (cuda:0..cuda:{count - 1})")
+    elif resolved.type != "cpu":
+        raise UserError(f"device={device}: only auto, cpu, cuda and cuda:N are supported")
+    return resolved
 
 
 def read_checkpoint(path: Path) -> dict:

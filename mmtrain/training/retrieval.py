@@ -13,7 +13,8 @@ def embed_images(loaded, loader) -> tuple[list[int], np.ndarray]:
     """Image ids and unit image embeddings (N, E) for every batch of ``loader``."""
     ids, chunks = [], []
     for batch in loader:
-        chunks.append(loaded.captioner.embed_images(loaded.captioner.normalize(batch.images)).numpy())
+        images = batch.images.to(loaded.device, non_blocking=True)
+        chunks.append(loaded.captioner.embed_images(loaded.captioner.normalize(images)).float().cpu().numpy())
         ids += batch.image_ids.tolist()
     return ids, np.concatenate(chunks)
 
@@ -30,7 +31,7 @@ def embed_captions(loaded, captions: list[str], *, lowercase: bool = True, batch
         ids = torch.full((len(rows), max(map(len, rows))), PAD_ID, dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row)
-        chunks.append(loaded.captioner.embed_texts(ids).numpy())
+        chunks.append(loaded.captioner.embed_texts(ids.to(loaded.device)).float().cpu().numpy())
     return np.concatenate(chunks)
 
 

@@ -1,0 +1,77 @@
+"""`device=` for eval and caption: auto picks the GPU when there is one; a missing GPU is one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mmtrain.errors import UserError
+from mmtrain.models.loading import load_model, resolve_device
+from tests.conftest import run_cli
+from tests.reliability.conftest import assert_one_line_error
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def test_auto_is_the_cpu_without_a_gpu_and_the_gpu_with_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("name", "count", "message"),
+    [
+        ("cuda", 0, "no CUDA device is visible"),
+        ("cuda:3", 2, "only 2 CUDA device(s) are visible"),
+        ("banana", 1, "not a device name"),
+        ("meta", 1, "only auto, cpu, cuda and cuda:N"),
+    ],
+)
+def test_an_unusable_device_is_a_user_error_naming_it(monkeypatch, name, count, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    with pytest.raises(UserError, match=f"device={name}") as err:
+        resolve_device(name)
+    assert message in str(err.value)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="checks the error given when no GPU is visible")
+def test_caption_on_a_gpu_that_is_not_there_is_one_line(tiny_checkpoint, tmp_path):
+    result = run_cli("caption", f"ckpt={tiny_checkpoint}", "inputs=[x.jpg]", "device=cuda", f"out={tmp_path / 'o'}")
+    assert_one_line_error(result.returncode, result.stderr, "device=cuda", "no CUDA device is visible")
+
+
+def test_caption_on_the_cpu_by_name_matches_auto_here(tiny_checkpoint, tiny_store, tmp_path):
+    images = sorted((tiny_store.parent / "raw" / "test2017").glob("*.jpg"))[:4]
+    inputs = f"inputs=[{','.join(map(str, images))}]"
+    captions = {}
+    for device in ("cpu", "auto"):
+        out = tmp_path / device
+        result = run_cli("caption", f"ckpt={tiny_checkpoint}", inputs, f"device={device}", f"out={out}", "table=false")
+        assert result.returncode == 0, result.stderr[-2000:]
+        captions[device] = [json.loads(line)["caption"] for line in (out / "captions.jsonl").read_text().splitlines()]
+    assert len(captions["cpu"]) == 4
+    if not HAS_CUDA:
+        assert captions["auto"] == captions["cpu"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_greedy_captions_on_the_gpu_equal_those_on_the_cpu(tiny_checkpoint, tiny_store):
+    import numpy as np
+    from PIL import Image
+
+    images = sorted((tiny_store.parent / "raw" / "test2017").glob("*.jpg"))[:8]
+    model = load_model(tiny_checkpoint)
+    size = int(model.extra.get("resize", {}).get("size", model.captioner.encoder.img_size))
+    batch = torch.from_numpy(
+        np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size))) for p in images])
+    ).permute(0, 3, 1, 2)
+    on_cpu = model.caption(batch)
+    on_gpu = model.to("cuda").caption(batch)
+    assert model.device.type == "cuda"
+    assert on_gpu == on_cpu
