@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -10,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mmtrain.cli import CONFIG_DIR
+from tests.conftest import TINY_MODEL, run_cli
 
 NODE_COUNT_VARS = ("SLURM_NNODES", "GROUP_WORLD_SIZE")
 
@@ -113,6 +115,32 @@ def test_optuna_sweeper_maximises_over_keys_that_exist():
     for key in sweeper.params:
         assert OmegaConf.select(cfg, key) is not None, f"search space names {key}, which fit does not have"
     assert instantiate(sweeper).__class__.__name__ == "OptunaSweeper"
+
+
+@needs_optuna
+def test_an_optuna_sweep_of_fit_runs_and_reports_the_best_trials_score(tiny_store, tmp_path):
+    # Optuna reads each trial's return value: fit hands back its best validation score (checkpoint_monitor).
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "fit",
+        "--multirun",
+        "hydra/sweeper=optuna_cider",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=1",
+        f"hydra.sweep.dir={sweep}",
+        "out=${hydra:runtime.output_dir}",
+        f"data.store={tiny_store}",
+        *TINY_MODEL,
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=3",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = [json.loads(p.read_text())["best_score"] for p in sorted(sweep.glob("*/fit_summary.json"))]
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == pytest.approx(max(scores))
+    assert set(best.best_params) == {"optim.lr", "decoder.dropout"}
 
 
 @needs_optuna
