@@ -131,8 +131,9 @@ def test_an_optuna_sweep_of_fit_runs_and_reports_the_best_trials_score(tiny_stor
         "out=${hydra:runtime.output_dir}",
         f"data.store={tiny_store}",
         *TINY_MODEL,
-        "trainer.max_steps=6",
-        "trainer.val_check_interval=3",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "checkpoint_every_n_steps=2",
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -15,6 +15,17 @@ from tests.reliability.conftest import assert_one_line_error
 HAS_CUDA = torch.cuda.is_available()
 
 
+def _images(store, n: int) -> torch.Tensor:
+    """The first ``n`` test images of the tiny store as uint8 (n, 3, H, W), at the size the store was made."""
+    import numpy as np
+    from PIL import Image
+
+    size = json.loads((store / "manifest.json").read_text())["resize"]["size"]
+    files = sorted((store.parent / "raw" / "test2017").glob("*.jpg"))[:n]
+    arrays = [np.asarray(Image.open(f).convert("RGB").resize((size, size))) for f in files]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
 def test_auto_is_the_cpu_without_a_gpu_and_the_gpu_with_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
@@ -45,32 +56,19 @@ def test_caption_on_a_gpu_that_is_not_there_is_one_line(tiny_checkpoint, tmp_pat
     assert_one_line_error(result.returncode, result.stderr, "device=cuda", "no CUDA device is visible")
 
 
-def test_caption_on_the_cpu_by_name_matches_auto_here(tiny_checkpoint, tiny_store, tmp_path):
-    images = sorted((tiny_store.parent / "raw" / "test2017").glob("*.jpg"))[:4]
-    inputs = f"inputs=[{','.join(map(str, images))}]"
-    captions = {}
-    for device in ("cpu", "auto"):
-        out = tmp_path / device
-        result = run_cli("caption", f"ckpt={tiny_checkpoint}", inputs, f"device={device}", f"out={out}", "table=false")
-        assert result.returncode == 0, result.stderr[-2000:]
-        captions[device] = [json.loads(line)["caption"] for line in (out / "captions.jsonl").read_text().splitlines()]
-    assert len(captions["cpu"]) == 4
-    if not HAS_CUDA:
-        assert captions["auto"] == captions["cpu"]
+def test_a_model_moved_by_name_decodes_where_it_was_put(tiny_checkpoint, tiny_store):
+    images = _images(tiny_store, 4)
+    model = load_model(tiny_checkpoint)
+    before = model.caption(images)
+    assert model.to("cpu").device == torch.device("cpu") and model.caption(images) == before
+    assert model.to("auto").device.type == ("cuda" if HAS_CUDA else "cpu")
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 def test_greedy_captions_on_the_gpu_equal_those_on_the_cpu(tiny_checkpoint, tiny_store):
-    import numpy as np
-    from PIL import Image
-
-    images = sorted((tiny_store.parent / "raw" / "test2017").glob("*.jpg"))[:8]
+    batch = _images(tiny_store, 8)
     model = load_model(tiny_checkpoint)
-    size = int(model.extra.get("resize", {}).get("size", model.captioner.encoder.img_size))
-    batch = torch.from_numpy(
-        np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size))) for p in images])
-    ).permute(0, 3, 1, 2)
     on_cpu = model.caption(batch)
     on_gpu = model.to("cuda").caption(batch)
     assert model.device.type == "cuda"
