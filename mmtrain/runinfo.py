@@ -112,6 +112,10 @@ def _version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
+        if name == "mmtrain":  # run from a source checkout on PYTHONPATH, not installed: the package still knows
+            from mmtrain import __version__
+
+            return __version__
         return None
 
 

@@ -113,6 +113,23 @@ def test_absent_packages_are_none():
     }
 
 
+def test_a_source_checkout_that_is_not_installed_still_records_mmtrains_version(monkeypatch):
+    # Run from a checkout on PYTHONPATH (as on a machine where only the dependencies are installed), the
+    # distribution metadata is absent; the stamp falls back to the package's own version.
+    import mmtrain
+
+    real = metadata.version
+
+    def no_mmtrain(name):
+        if name == "mmtrain":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(runinfo.metadata, "version", no_mmtrain)
+    assert runinfo.package_versions()["mmtrain"] == mmtrain.__version__
+    assert run_stamp()["code"]["version"] == mmtrain.__version__
+
+
 def test_missing_or_broken_manifest_is_noted_not_raised(tmp_path):
     assert run_stamp(store=tmp_path)["dataset"] == {"store": str(tmp_path), "error": "no manifest.json"}
     (tmp_path / "manifest.json").write_text("{not json")
