@@ -130,7 +130,7 @@ def build_trainer(cfg: DictConfig, out: Path):
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
-    from mmtrain.training.callbacks import FiniteLoss, RNGState, SignalCheckpoint, progress_bar
+    from mmtrain.training.callbacks import FiniteLoss, RNGState, SignalCheckpoint, StepAwareProgressBar
     from mmtrain.training.checkpoint_io import AtomicCheckpointIO
 
     ckpt_dir = out / "checkpoints"
@@ -145,7 +145,7 @@ def build_trainer(cfg: DictConfig, out: Path):
         periodic,
         SignalCheckpoint(ckpt_dir),
         FiniteLoss(ckpt_dir, int(cfg.nonfinite_skips)),
-        progress_bar(),
+        StepAwareProgressBar(),
     ]
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     return pl.Trainer(

@@ -85,9 +85,9 @@ def write_feature_cache(store_dir: str | Path, encoder: TimmEncoder, *, batch_si
         log.info("%s is complete and up to date; nothing to do", folder)
         return folder
     from mmtrain.io import write_json
+    from mmtrain.models.loading import resolve_device
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    encoder = encoder.to(device).eval()
+    encoder = encoder.to(resolve_device("auto")).eval()
     counts = {}
     for split in CACHED_SPLITS:
         items = _encoded_items(store / split, encoder, batch_size)

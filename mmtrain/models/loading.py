@@ -33,11 +33,14 @@ class LoadedModel:
         self.captioner.to(resolve_device(device))
         return self
 
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (B, 3, H, W) on any device -> the encoder's normalised input on the model's device."""
+        return self.captioner.normalize(images.to(self.device, non_blocking=True))
+
     @torch.no_grad()
     def caption(self, images: torch.Tensor, decoding: DecodingConfig | None = None) -> list[list[str]]:
         """Captions for uint8 images (B, 3, H, W), on any device: ``num_return_sequences`` strings per image."""
-        images = images.to(self.device, non_blocking=True)
-        sequences = self.captioner.generate(self.captioner.normalize(images), config=decoding or self.decoding)
+        sequences = self.captioner.generate(self.pixels(images), config=decoding or self.decoding)
         return [[self.tokenizer.decode(seq) for seq in seqs] for seqs in sequences]
 
 

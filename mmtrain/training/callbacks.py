@@ -12,32 +12,28 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import RichProgressBar  # rich is a dependency of mmtrain
 
 from mmtrain.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-def progress_bar() -> pl.Callback:
+class StepAwareProgressBar(RichProgressBar):
     """Lightning's progress bar, with a training description that makes sense for runs bounded by steps.
 
     Lightning writes "Epoch E/M-1"; a run bounded by ``max_steps`` has ``max_epochs=-1`` and showed "Epoch 2/-2".
     Such a run now reads "Epoch 2 · to step 3000".
     """
-    from pytorch_lightning.callbacks import RichProgressBar  # rich is a dependency of mmtrain
 
-    class StepAwareProgressBar(RichProgressBar):
-        def _get_train_description(self, current_epoch: int) -> str:
-            max_epochs, max_steps = self.trainer.max_epochs, self.trainer.max_steps
-            text = f"Epoch {current_epoch}"
-            if max_epochs is not None and max_epochs > 0:
-                text += f"/{max_epochs - 1}"
-            elif max_steps is not None and max_steps > 0:
-                text += f" · to step {max_steps}"
-            width = len(getattr(self, "validation_description", ""))
-            return f"{text:{width}}" if width > len(text) else text
-
-    return StepAwareProgressBar()
+    def _get_train_description(self, current_epoch: int) -> str:
+        max_epochs, max_steps = self.trainer.max_epochs, self.trainer.max_steps
+        text = f"Epoch {current_epoch}"
+        if max_epochs is not None and max_epochs > 0:
+            text += f"/{max_epochs - 1}"
+        elif max_steps is not None and max_steps > 0:
+            text += f" · to step {max_steps}"
+        return f"{text:{len(self.validation_description)}}"  # padded: the bar does not flicker between the two
 
 
 class RNGState(pl.Callback):

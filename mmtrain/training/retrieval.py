@@ -13,8 +13,7 @@ def embed_images(loaded, loader) -> tuple[list[int], np.ndarray]:
     """Image ids and unit image embeddings (N, E) for every batch of ``loader``."""
     ids, chunks = [], []
     for batch in loader:
-        images = batch.images.to(loaded.device, non_blocking=True)
-        chunks.append(loaded.captioner.embed_images(loaded.captioner.normalize(images)).float().cpu().numpy())
+        chunks.append(loaded.captioner.embed_images(loaded.pixels(batch.images)).float().cpu().numpy())
         ids += batch.image_ids.tolist()
     return ids, np.concatenate(chunks)
 

@@ -16,14 +16,15 @@ HAS_CUDA = torch.cuda.is_available()
 
 
 def _images(store, n: int) -> torch.Tensor:
-    """The first ``n`` test images of the tiny store as uint8 (n, 3, H, W), at the size the store was made."""
+    """The first ``n`` test images of the tiny store as uint8 (n, 3, H, W), sized as the store's manifest says."""
     import numpy as np
-    from PIL import Image
 
-    size = json.loads((store / "manifest.json").read_text())["resize"]["size"]
+    from mmtrain.data.images import ResizeSpec, load_image
+
+    resize = json.loads((store / "manifest.json").read_text())["resize"]
+    spec = ResizeSpec(size=resize["size"], mode=resize["mode"])
     files = sorted((store.parent / "raw" / "test2017").glob("*.jpg"))[:n]
-    arrays = [np.asarray(Image.open(f).convert("RGB").resize((size, size))) for f in files]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    return torch.from_numpy(np.stack([load_image(f, spec) for f in files])).permute(0, 3, 1, 2)
 
 
 def test_auto_is_the_cpu_without_a_gpu_and_the_gpu_with_one(monkeypatch):

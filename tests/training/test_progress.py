@@ -2,11 +2,11 @@
 
 from types import SimpleNamespace
 
-from mmtrain.training.callbacks import progress_bar
+from mmtrain.training.callbacks import StepAwareProgressBar
 
 
 def _description(max_epochs: int, max_steps: int, epoch: int = 2) -> str:
-    bar = progress_bar()
+    bar = StepAwareProgressBar()
     bar._trainer = SimpleNamespace(max_epochs=max_epochs, max_steps=max_steps)
     return bar._get_train_description(epoch).strip()
 
