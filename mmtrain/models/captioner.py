@@ -101,6 +101,7 @@ class Captioner(nn.Module):
             memory=fused.memory,
             group=group,
             prefix_bidirectional=fused.prefix_bidirectional,
+            coords=fused.coords,
             cache=cache,
         )
 

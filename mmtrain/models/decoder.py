@@ -25,21 +25,59 @@ class KVCache:
     cross_kv: list[tuple[Tensor, Tensor] | None] = field(default_factory=list)  # each (B, H, M, dh)
     length: int = 0  # positions already cached (prefix + text)
     group: int = 1  # text rows per memory row
+    mix: list[Tensor] = field(default_factory=list)  # per layer, the last kernel-1 text inputs of its token mixer
 
     def reorder(self, index: Tensor) -> None:
         """Keep rows ``index`` of the self-attention cache (beam search); cross K/V is per image, untouched."""
         self.self_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_kv]
+        self.mix = [m.index_select(0, index) for m in self.mix]
+
+
+class TokenMix(nn.Module):
+    """A causal depthwise convolution over the text positions, added to the block's normalised input.
+
+    Each position then carries the few tokens before it, so the query of a function word ("is", "the") already holds
+    the content words just written and can look them up in the image in the same block (Primer's depthwise
+    convolutions; the "canon layers" of Physics of Language Models, part 4.1).
+    """
+
+    def __init__(self, d_model: int, kernel: int) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.weight = nn.Parameter(torch.randn(d_model, 1, kernel) * 0.1)
+
+    def forward(self, h: Tensor, past: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Mixed ``h`` (N, T, D) given the ``past`` (N, kernel-1, D) inputs before it; also the new past."""
+        n, _, d = h.shape
+        if past is None:
+            past = h.new_zeros(n, self.kernel - 1, d)
+        x = torch.cat([past, h], dim=1)  # (N, kernel-1+T, D)
+        y = F.conv1d(x.transpose(1, 2), self.weight.to(h.dtype), groups=d).transpose(1, 2)  # (N, T, D)
+        return h + y, x[:, x.shape[1] - (self.kernel - 1) :]
 
 
 class Attention(nn.Module):
     """Multi-head attention over SDPA, usable as self- or cross-attention; ``keys_only`` builds just the keys/values
-    (for tokens that are attended to but never attend)."""
+    (for tokens that are attended to but never attend).
+
+    With ``coord_readout`` every value carries its token's image position (x, y), zero for text tokens, so each head
+    also returns where in the image it looked (the attention-weighted mean position, a soft-argmax), and a linear
+    layer adds those 2 x heads numbers to the output. "Left of" then needs only attention to the right shape.
+    """
 
     def __init__(
-        self, d_model: int, num_heads: int, dropout: float, qk_norm: bool = False, keys_only: bool = False
+        self,
+        d_model: int,
+        num_heads: int,
+        dropout: float,
+        qk_norm: bool = False,
+        keys_only: bool = False,
+        coord_readout: bool = False,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
+        self.coord_readout = coord_readout
+        self.coord_out = nn.Linear(2 * num_heads, d_model) if coord_readout and not keys_only else None
         self.q = None if keys_only else nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.out = None if keys_only else nn.Linear(d_model, d_model)
@@ -57,16 +95,27 @@ class Attention(nn.Module):
         q = self.split(self.q(x))
         return q if self.q_norm is None else self.q_norm(q)
 
-    def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def keys_values(self, x: Tensor, coords: Tensor | None = None) -> tuple[Tensor, Tensor]:
         k, v = self.kv(x).chunk(2, dim=-1)
-        k = self.split(k)
-        return (k if self.k_norm is None else self.k_norm(k)), self.split(v)
+        k, v = self.split(k), self.split(v)
+        if self.coord_readout:
+            n, h, t, _ = v.shape
+            c = v.new_zeros(n, h, t, 2) if coords is None else coords.to(v.dtype).expand(n, h, t, 2)
+            v = torch.cat([v, c], dim=-1)
+        return (k if self.k_norm is None else self.k_norm(k)), v
+
+    def _project(self, y: Tensor) -> Tensor:
+        """(N, H, T, dh [+2]) -> (N, T, D)."""
+        n, h, t, _ = y.shape
+        if self.coord_out is None:
+            return self.out(y.transpose(1, 2).reshape(n, t, -1))
+        main, c = y[..., :-2], y[..., -2:]
+        return self.out(main.transpose(1, 2).reshape(n, t, -1)) + self.coord_out(c.transpose(1, 2).reshape(n, t, -1))
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = False) -> Tensor:
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)  # (N, H, T, dh)
-        n, h, t, dh = y.shape
-        return self.out(y.transpose(1, 2).reshape(n, t, h * dh))
+        return self._project(y)
 
     def cross(self, x: Tensor, kv: tuple[Tensor, Tensor], group: int) -> Tensor:
         """Cross-attend ``x`` (B*group, T, D) to per-image ``kv`` (B, H, M, dh) without copying the memory."""
@@ -76,17 +125,17 @@ class Attention(nn.Module):
         q = q.view(bg // group, group, self.num_heads, t, -1).transpose(1, 2)  # (B, H, G, T, dh)
         q = q.reshape(bg // group, self.num_heads, group * t, -1)  # (B, H, G*T, dh)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        y = y.view(bg // group, self.num_heads, group, t, -1).permute(0, 2, 3, 1, 4)  # (B, G, T, H, dh)
-        return self.out(y.reshape(bg, t, d))
+        y = y.view(bg // group, self.num_heads, group, t, -1).transpose(1, 2)  # (B, G, H, T, dh)
+        return self._project(y.reshape(bg, self.num_heads, t, -1))
 
 
 class PrefixKeys(nn.Module):
     """The prefix expert of the last block: only the norm and key/value projection, as nothing reads its output."""
 
-    def __init__(self, d_model: int, num_heads: int, qk_norm: bool) -> None:
+    def __init__(self, d_model: int, num_heads: int, qk_norm: bool, coord_readout: bool = False) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
-        self.self_attn = Attention(d_model, num_heads, 0.0, qk_norm, keys_only=True)
+        self.self_attn = Attention(d_model, num_heads, 0.0, qk_norm, keys_only=True, coord_readout=coord_readout)
 
 
 class DecoderLayer(nn.Module):
@@ -106,13 +155,18 @@ class DecoderLayer(nn.Module):
         prefix_expert: bool = False,
         qk_norm: bool = False,
         last: bool = False,
+        coord_readout: bool = False,
+        token_mix: int = 0,
     ) -> None:
         super().__init__()
         self.last = last
         self.norm1 = nn.LayerNorm(d_model)
-        self.self_attn = Attention(d_model, num_heads, dropout, qk_norm)
+        self.mix = TokenMix(d_model, token_mix) if token_mix > 1 else None
+        self.self_attn = Attention(d_model, num_heads, dropout, qk_norm, coord_readout=coord_readout)
         self.norm2 = nn.LayerNorm(d_model) if cross_attention else None
-        self.cross_attn = Attention(d_model, num_heads, dropout, qk_norm) if cross_attention else None
+        self.cross_attn = (
+            Attention(d_model, num_heads, dropout, qk_norm, coord_readout=coord_readout) if cross_attention else None
+        )
         self.norm3 = nn.LayerNorm(d_model)
         hidden = int(d_model * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model), nn.Dropout(dropout))
@@ -121,9 +175,11 @@ class DecoderLayer(nn.Module):
         self.prefix_expert: nn.Module | None = None
         if prefix_expert:
             self.prefix_expert = (
-                PrefixKeys(d_model, num_heads, qk_norm)
+                PrefixKeys(d_model, num_heads, qk_norm, coord_readout)
                 if last
-                else DecoderLayer(d_model, num_heads, mlp_ratio, dropout, False, qk_norm=qk_norm)
+                else DecoderLayer(
+                    d_model, num_heads, mlp_ratio, dropout, False, qk_norm=qk_norm, coord_readout=coord_readout
+                )
             )
 
     def forward(
@@ -136,6 +192,14 @@ class DecoderLayer(nn.Module):
         group: int,
     ) -> Tensor:
         h = self.norm1(x)
+        if self.mix is not None:
+            past = cache.mix[layer] if cache is not None and layer < len(cache.mix) else None
+            h, past = self.mix(h, past)
+            if cache is not None:
+                if layer < len(cache.mix):
+                    cache.mix[layer] = past
+                else:
+                    cache.mix.append(past)
         q = self.self_attn.queries(h)  # (N, H, T, dh)
         k, v = self.self_attn.keys_values(h)
         if cache is not None:
@@ -164,6 +228,7 @@ class DecoderLayer(nn.Module):
         cache: KVCache | None,
         cross_kv: tuple[Tensor, Tensor] | None,
         group: int,
+        coords: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One block over a per-image ``prefix`` (B, P, D) and its ``group`` text rows each, ``text`` (B*G, T, D).
 
@@ -175,7 +240,11 @@ class DecoderLayer(nn.Module):
         expert = self if self.prefix_expert is None else self.prefix_expert
         attn, pattn = self.self_attn, expert.self_attn
         hp, ht = expert.norm1(prefix), self.norm1(text)
-        kp, vp = pattn.keys_values(hp)  # (B, H, P, dh)
+        if self.mix is not None:
+            ht, past = self.mix(ht, None)
+            if cache is not None:
+                cache.mix.append(past)
+        kp, vp = pattn.keys_values(hp, coords)  # (B, H, P, dh)
         kt, vt = attn.keys_values(ht)  # (B*G, H, T, dh)
         k = torch.cat([kp.repeat_interleave(group, dim=0), kt], dim=2)  # (B*G, H, P+T, dh)
         v = torch.cat([vp.repeat_interleave(group, dim=0), vt], dim=2)
@@ -205,6 +274,10 @@ class TransformerDecoder(nn.Module):
             CogVLM's visual expert). Text still attends to the prefix; per-token compute is unchanged.
         qk_norm: layer-normalise each head's queries and keys before attention (QK-norm, as in ViT-22B and OLMo 2),
             in self- and cross-attention.
+        coord_readout: every attention also reads the image position of what it attends to (see :class:`Attention`);
+            positions come from the fusion (``FusionOutput.coords``).
+        token_mix: kernel of a causal depthwise convolution over the text at the input of every block (see
+            :class:`TokenMix`); 0 or 1: none.
     """
 
     def __init__(
@@ -220,6 +293,8 @@ class TransformerDecoder(nn.Module):
         cross_attention: bool = True,
         prefix_experts: bool = False,
         qk_norm: bool = False,
+        coord_readout: bool = False,
+        token_mix: int = 0,
     ) -> None:
         super().__init__()
         self.d_model, self.max_len = d_model, max_len
@@ -236,6 +311,8 @@ class TransformerDecoder(nn.Module):
                 prefix_experts,
                 qk_norm,
                 last=i == num_layers - 1,
+                coord_readout=coord_readout,
+                token_mix=token_mix,
             )
             for i in range(num_layers)
         )
@@ -254,11 +331,12 @@ class TransformerDecoder(nn.Module):
     def logits(self, h: Tensor) -> Tensor:
         return F.linear(self.norm(h), self.embed.weight)  # tied output embedding
 
-    def cross_kv(self, memory: Tensor | None) -> list[tuple[Tensor, Tensor] | None]:
-        """Project ``memory`` (B, M, D) to each layer's cross-attention keys/values once."""
+    def cross_kv(self, memory: Tensor | None, coords: Tensor | None = None) -> list[tuple[Tensor, Tensor] | None]:
+        """Project ``memory`` (B, M, D), with its tokens' ``coords`` (M, 2), to each layer's cross-attention keys/values
+        once."""
         if memory is None or not self.cross_attention:
             return [None] * len(self.layers)
-        return [layer.cross_attn.keys_values(memory) for layer in self.layers]
+        return [layer.cross_attn.keys_values(memory, coords) for layer in self.layers]
 
     def _run(self, x: Tensor, mask: Tensor | None, cache: KVCache | None, cross: list, group: int) -> Tensor:
         for i, layer in enumerate(self.layers):
@@ -280,6 +358,7 @@ class TransformerDecoder(nn.Module):
         memory: Tensor | None = None,
         group: int = 1,
         prefix_bidirectional: bool = False,
+        coords: Tensor | None = None,
         cache: KVCache | None = None,
     ) -> Tensor:
         """Logits (N, T, V) for the text positions of ``input_ids`` (N, T).
@@ -287,7 +366,7 @@ class TransformerDecoder(nn.Module):
         ``prefix`` (N/group, P, D) and ``memory`` (N/group, M, D) are per image. With ``cache`` the call is a prefill:
         it fills the cache so that :meth:`step` can continue one token at a time.
         """
-        cross = self.cross_kv(memory)
+        cross = self.cross_kv(memory, coords)
         p, t = (0 if prefix is None else prefix.shape[1]), input_ids.shape[1]
         if cache is not None:
             cache.cross_kv, cache.group, cache.length = cross, group, p + t
@@ -308,6 +387,7 @@ class TransformerDecoder(nn.Module):
                 cache=cache,
                 cross_kv=cross[i],
                 group=group,
+                coords=coords,
             )
         return self.logits(xt)
 

@@ -37,11 +37,18 @@ FUSIONS["concat_experts"] = FUSIONS["concat_merged"]
 FUSIONS["prefix_experts"] = FUSIONS["prefix_pooled_bidirectional"]
 FUSIONS["cross_attention_qk_norm"] = FUSIONS["cross_attention"]
 FUSIONS["concat_experts_qk_norm"] = FUSIONS["concat_merged"]
+FUSIONS["concat_mix_coords"] = FUSIONS["concat_merged"]
+FUSIONS["cross_attention_mix_coords"] = FUSIONS["cross_attention"]
+FUSIONS["prefix_mix_coords"] = FUSIONS["prefix_pooled_bidirectional"]
+MIX_COORDS = {"token_mix": 3, "coord_readout": True}
 DECODER_OPTIONS = {
     "concat_experts": {"prefix_experts": True},
     "prefix_experts": {"prefix_experts": True},
     "cross_attention_qk_norm": {"qk_norm": True},
     "concat_experts_qk_norm": {"prefix_experts": True, "qk_norm": True},
+    "concat_mix_coords": {"prefix_experts": True, **MIX_COORDS},
+    "cross_attention_mix_coords": MIX_COORDS,
+    "prefix_mix_coords": {"prefix_experts": True, **MIX_COORDS},
 }
 
 
@@ -95,9 +102,10 @@ def test_greedy_equals_beam_of_one():
     assert greedy == beam
 
 
-def test_beam_is_batch_independent():
+@pytest.mark.parametrize("fusion", ["cross_attention", "concat_mix_coords"])
+def test_beam_is_batch_independent(fusion):
     """An image gets the same beam result alone as in a batch."""
-    model = tiny_captioner()
+    model = tiny_captioner(fusion)
     images = torch.randn(3, 3, 32, 32)
     config = DecodingConfig(strategy="beam", num_beams=4, max_len=8, num_return_sequences=2)
     batched = generate(model, images, config)
@@ -106,8 +114,11 @@ def test_beam_is_batch_independent():
     assert all(len(seqs) == 2 for seqs in batched)
 
 
-def test_beam_finds_sequences_at_least_as_likely_as_greedy():
-    model = tiny_captioner()
+@pytest.mark.parametrize("fusion", ["cross_attention", "concat_mix_coords"])
+def test_beam_finds_sequences_at_least_as_likely_as_greedy(fusion):
+    """Beam scores come from the cache (reordered each step, the token mixer's state with it); they must agree with
+    teacher forcing, so beam never ends below greedy."""
+    model = tiny_captioner(fusion)
     images = torch.randn(4, 3, 32, 32)
 
     def logprob(image: torch.Tensor, seq: list[int]) -> float:
@@ -244,3 +255,45 @@ def test_the_decoding_benchmarks_no_cache_baseline_decodes_what_the_kv_cache_dec
             DecodingConfig(strategy="beam", num_beams=3, max_len=8),
         ):
             assert decode(baseline, fused, 3, config) == decode(model, fused, 3, config)
+
+
+@pytest.mark.parametrize("fusion", ["cross_attention", "concat"])
+def test_coordinate_readout_follows_each_image_token_to_its_position(fusion):
+    """With coord_readout the decoder reads where each image token lies: other coordinates give other logits, and
+    for cross-attention moving tokens together with their coordinates changes nothing."""
+    torch.manual_seed(0)
+    xa = fusion == "cross_attention"
+    decoder = TransformerDecoder(
+        vocab_size=30, d_model=16, num_layers=2, num_heads=2, dropout=0.0, cross_attention=xa, coord_readout=True
+    ).eval()
+    ids, image = torch.randint(4, 30, (2, 5)), torch.randn(2, 9, 16)
+    coords, perm = torch.rand(9, 2) * 2 - 1, torch.randperm(9)
+
+    def run(tokens, where):
+        inputs = {"memory": tokens} if xa else {"prefix": tokens, "prefix_bidirectional": True}
+        with torch.no_grad():
+            return decoder(ids, coords=where, **inputs)
+
+    base = run(image, coords)
+    assert not torch.allclose(run(image, coords[perm]), base, atol=1e-3)  # the readout is used
+    assert torch.allclose(run(image, None), run(image, torch.zeros(9, 2)), atol=1e-6)  # no layout: reads zeros
+    if xa:  # the decoder adds no positions of its own to the memory: the coordinates are all it knows of the layout
+        assert torch.allclose(run(image[:, perm], coords[perm]), base, atol=1e-5)
+        assert not torch.allclose(run(image[:, perm], coords), base, atol=1e-3)
+
+
+def test_token_mix_lets_a_position_see_the_tokens_just_before_it_in_the_first_block():
+    """The mixer is causal: a change to token t moves the first block's input at t..t+kernel-1 and nowhere earlier."""
+    from mmtrain.models.decoder import TokenMix
+
+    torch.manual_seed(0)
+    mix = TokenMix(8, kernel=3)
+    h = torch.randn(1, 6, 8)
+    changed = h.clone()
+    changed[0, 2] += 1.0
+    with torch.no_grad():
+        a, _ = mix(h, None)
+        b, past = mix(changed, None)
+    moved = (a - b).abs().sum(-1)[0]
+    assert moved[:2].max() == 0 and bool((moved[2:5] > 0).all())
+    assert torch.equal(past, changed[:, -2:])  # the cache keeps the last kernel-1 inputs

@@ -16,6 +16,7 @@ class FusionOutput(NamedTuple):
     memory: Tensor | None  # (B, M, D) for cross-attention
     prefix: Tensor | None  # (B, P, D) placed before the text
     prefix_bidirectional: bool  # prefix-LM mask (early fusion) instead of a causal prefix
+    coords: Tensor | None = None  # (P or M, 2): x, y in [-1, 1] of each prefix / memory token; None: no layout
 
 
 class Fusion(Protocol):
@@ -31,6 +32,20 @@ def grid_side(num_tokens: int) -> int:
     register tokens); 0 when the tokens are not such a grid."""
     side = math.isqrt(num_tokens)
     return side if num_tokens - side * side <= 8 else 0
+
+
+def grid_coords(num_tokens: int) -> Tensor:
+    """(num_tokens, 2) column and row of each token of a square grid, scaled to [-1, 1]; zeros for leading extra
+    tokens (a ViT's class token), and all zeros when the tokens form no grid."""
+    import torch
+
+    side = grid_side(num_tokens)
+    out = torch.zeros(num_tokens, 2)
+    if side > 1:
+        axis = torch.linspace(-1.0, 1.0, side)
+        rows, cols = torch.meshgrid(axis, axis, indexing="ij")
+        out[num_tokens - side * side :] = torch.stack([cols.reshape(-1), rows.reshape(-1)], dim=1)
+    return out
 
 
 def grid_position_embedding(num_tokens: int, dim: int) -> Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mmtrain.models.fusion.base import FusionOutput, TokenMerge, grid_position_embedding
+from mmtrain.models.fusion.base import FusionOutput, TokenMerge, grid_coords, grid_position_embedding
 
 
 class ConcatFusion(nn.Module):
@@ -25,7 +25,8 @@ class ConcatFusion(nn.Module):
         self.merge = TokenMerge(num_tokens, in_dim, merge)
         self.proj = nn.Sequential(nn.LayerNorm(self.merge.out_dim), nn.Linear(self.merge.out_dim, d_model))
         self.type_embed = nn.Parameter(grid_position_embedding(self.merge.num_tokens, d_model))  # (N', D) positions
+        self.register_buffer("coords", grid_coords(self.merge.num_tokens), persistent=False)  # (N', 2)
 
     def forward(self, image_tokens: Tensor) -> FusionOutput:
         prefix = self.proj(self.merge(image_tokens)) + self.type_embed  # (B, N', D)
-        return FusionOutput(memory=None, prefix=prefix, prefix_bidirectional=True)
+        return FusionOutput(memory=None, prefix=prefix, prefix_bidirectional=True, coords=self.coords)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mmtrain.models.fusion.base import FusionOutput, grid_position_embedding
+from mmtrain.models.fusion.base import FusionOutput, grid_coords, grid_position_embedding
 
 
 class CrossAttentionFusion(nn.Module):
@@ -23,7 +23,8 @@ class CrossAttentionFusion(nn.Module):
         self.proj = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, d_model), nn.Dropout(dropout))
         self.pos = nn.Parameter(grid_position_embedding(num_tokens, d_model))  # (N, D), learnable from 2-D sincos
         self.norm = nn.LayerNorm(d_model)
+        self.register_buffer("coords", grid_coords(num_tokens), persistent=False)  # (N, 2)
 
     def forward(self, image_tokens: Tensor) -> FusionOutput:
         memory = self.norm(self.proj(image_tokens) + self.pos)  # (B, N, D)
-        return FusionOutput(memory=memory, prefix=None, prefix_bidirectional=False)
+        return FusionOutput(memory=memory, prefix=None, prefix_bidirectional=False, coords=self.coords)

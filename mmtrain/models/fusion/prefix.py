@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from mmtrain.errors import UserError
-from mmtrain.models.fusion.base import FusionOutput, TokenMerge, grid_position_embedding, grid_side
+from mmtrain.models.fusion.base import FusionOutput, TokenMerge, grid_coords, grid_position_embedding, grid_side
 
 
 class PrefixFusion(nn.Module):
@@ -84,6 +84,8 @@ class PrefixFusion(nn.Module):
             else:
                 self.net = nn.TransformerDecoder(layer, num_layers)
         self.norm = nn.LayerNorm(d_model)
+        # pooled queries start bound to the cells of a pool_side x pool_side grid: that is where they sit
+        self.register_buffer("coords", grid_coords(prefix_len) if self.pool_side else None, persistent=False)
 
     def forward(self, image_tokens: Tensor) -> FusionOutput:
         x = self.proj(self.merge(image_tokens))  # (B, N', D)
@@ -98,7 +100,9 @@ class PrefixFusion(nn.Module):
                 prefix = self._transformer(torch.cat([queries, x], dim=1))  # (B, K, D)
             else:
                 prefix = self.net(queries, x)  # (B, K, D)
-        return FusionOutput(memory=None, prefix=self.norm(prefix), prefix_bidirectional=self.bidirectional)
+        return FusionOutput(
+            memory=None, prefix=self.norm(prefix), prefix_bidirectional=self.bidirectional, coords=self.coords
+        )
 
     def _transformer(self, seq: Tensor) -> Tensor:
         """The transformer mapper over [queries; image tokens] (B, K+N, D); returns the queries' outputs (B, K, D).
