@@ -105,28 +105,27 @@ class Attention(nn.Module):
         return (k if self.k_norm is None else self.k_norm(k)), v
 
     def _project(self, y: Tensor) -> Tensor:
-        """(N, H, T, dh [+2]) -> (N, T, D)."""
-        n, h, t, _ = y.shape
+        """Per-head outputs (N, T, H, dh [+2]) -> (N, T, D); the last two channels are the coordinate readout."""
+        n, t = y.shape[:2]
         if self.coord_out is None:
-            return self.out(y.transpose(1, 2).reshape(n, t, -1))
-        main, c = y[..., :-2], y[..., -2:]
-        return self.out(main.transpose(1, 2).reshape(n, t, -1)) + self.coord_out(c.transpose(1, 2).reshape(n, t, -1))
+            return self.out(y.reshape(n, t, -1))
+        return self.out(y[..., :-2].reshape(n, t, -1)) + self.coord_out(y[..., -2:].reshape(n, t, -1))
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = False) -> Tensor:
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)  # (N, H, T, dh)
-        return self._project(y)
+        return self._project(y.transpose(1, 2))
 
     def cross(self, x: Tensor, kv: tuple[Tensor, Tensor], group: int) -> Tensor:
         """Cross-attend ``x`` (B*group, T, D) to per-image ``kv`` (B, H, M, dh) without copying the memory."""
         k, v = kv
-        bg, t, d = x.shape
+        bg, t, _ = x.shape
         q = self.queries(x)  # (B*G, H, T, dh)
         q = q.view(bg // group, group, self.num_heads, t, -1).transpose(1, 2)  # (B, H, G, T, dh)
         q = q.reshape(bg // group, self.num_heads, group * t, -1)  # (B, H, G*T, dh)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        y = y.view(bg // group, self.num_heads, group, t, -1).transpose(1, 2)  # (B, G, H, T, dh)
-        return self._project(y.reshape(bg, self.num_heads, t, -1))
+        y = y.view(bg // group, self.num_heads, group, t, -1).permute(0, 2, 3, 1, 4)  # (B, G, T, H, dh)
+        return self._project(y.reshape(bg, t, self.num_heads, -1))
 
 
 class PrefixKeys(nn.Module):
