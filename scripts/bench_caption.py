@@ -28,12 +28,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mmtrain.data.text import BOS_ID, EOS_ID, PAD_ID
 from mmtrain.models.captioner import Captioner
 from mmtrain.models.decoder import TransformerDecoder, prefix_lm_mask
 from mmtrain.models.encoders import TimmEncoder
 from mmtrain.models.fusion.cross_attention import CrossAttentionFusion
 from mmtrain.models.generation import DecodingConfig, decode, generate
+from mmtrain.tokens import BOS_ID, EOS_ID, PAD_ID
 
 
 def build_ours(args: argparse.Namespace) -> Captioner:

@@ -87,8 +87,8 @@ def time_bare(cfg, warmup: int, steps: int) -> float:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from mmtrain.data.text import PAD_ID
     from mmtrain.models.build import build_captioner
+    from mmtrain.tokens import PAD_ID
     from mmtrain.training.optim import build_optimizer, warmup_cosine
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)

@@ -25,8 +25,8 @@ from torch import Tensor
 
 from mmtrain.data.remote import is_url, mirror_store, split_source
 from mmtrain.data.store import require_store
-from mmtrain.data.text import PAD_ID, Tokenizer
 from mmtrain.errors import UserError
+from mmtrain.tokens import PAD_ID, Tokenizer
 
 
 @dataclass

@@ -20,9 +20,10 @@ import numpy as np
 from mmtrain.data.images import ImageRejected, ResizeSpec, load_image, read_archive_member, resolve_inside
 from mmtrain.data.sources.base import Sample, SourceReport
 from mmtrain.data.store import FORMAT_VERSION, MANIFEST, coco_references, config_hash, read_manifest, write_split
-from mmtrain.data.text import CaptionStats, clean_captions, train_sentencepiece
+from mmtrain.data.text import CaptionStats, clean_captions
 from mmtrain.errors import UserError
 from mmtrain.io import write_bytes, write_json, write_jsonl
+from mmtrain.tokens import train_sentencepiece
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mmtrain.data.text import BOS_ID, EOS_ID
 from mmtrain.models.decoder import KVCache
+from mmtrain.tokens import BOS_ID, EOS_ID
 
 
 class _Hypotheses:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmtrain.data.text import EOS_ID
+from mmtrain.tokens import EOS_ID
 
 
 class ContrastiveHead(nn.Module):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mmtrain.data.text import BOS_ID, EOS_ID
+from mmtrain.tokens import BOS_ID, EOS_ID
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from mmtrain.data.text import Tokenizer
 from mmtrain.errors import UserError
 from mmtrain.models.captioner import Captioner
 from mmtrain.models.generation import DecodingConfig
+from mmtrain.tokens import Tokenizer
 
 
 @dataclass

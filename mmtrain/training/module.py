@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 
 from mmtrain.data.datamodule import Batch
-from mmtrain.data.text import Tokenizer
 from mmtrain.models.captioner import Captioner
 from mmtrain.models.generation import DecodingConfig
+from mmtrain.tokens import Tokenizer
 from mmtrain.training.ema import WeightEMA
 from mmtrain.training.optim import build_optimizer, warmup_cosine
 

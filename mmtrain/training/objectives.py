@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmtrain.data.text import PAD_ID
+from mmtrain.tokens import PAD_ID
 
 
 def image_inputs(module, batch) -> dict[str, Tensor | None]:

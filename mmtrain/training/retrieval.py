@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmtrain.data.text import PAD_ID, normalize_caption
+from mmtrain.data.text import normalize_caption
+from mmtrain.tokens import PAD_ID
 
 
 @torch.no_grad()

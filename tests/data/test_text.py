@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmtrain.data.text import Tokenizer, train_sentencepiece
+from mmtrain.tokens import Tokenizer, train_sentencepiece
 
 CAPTIONS = [
     f"a {size} {colour} circle left of a {colour} square"

@@ -7,7 +7,6 @@ import functools
 import pytest
 import torch
 
-from mmtrain.data.text import EOS_ID
 from mmtrain.errors import UserError
 from mmtrain.models.captioner import Captioner
 from mmtrain.models.decoder import TransformerDecoder, init_weights
@@ -17,6 +16,7 @@ from mmtrain.models.fusion.cross_attention import CrossAttentionFusion
 from mmtrain.models.fusion.prefix import PrefixFusion
 from mmtrain.models.fusion.qformer import QFormerFusion
 from mmtrain.models.generation import DecodingConfig, generate
+from mmtrain.tokens import EOS_ID
 
 FUSIONS = {
     "cross_attention": functools.partial(CrossAttentionFusion),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmtrain.data.text import Tokenizer, train_sentencepiece
+from mmtrain.tokens import Tokenizer, train_sentencepiece
 from tests.conftest import TINY_MODEL, run_cli
 from tests.reliability.conftest import assert_one_line_error
 

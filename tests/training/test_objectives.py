@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mmtrain.data.datamodule import Batch
-from mmtrain.data.text import BOS_ID, EOS_ID
 from mmtrain.models.contrastive import ContrastiveHead
+from mmtrain.tokens import BOS_ID, EOS_ID
 from mmtrain.training.module import CaptionModule
 from mmtrain.training.objectives import CrossEntropy, JointContrastive, SelfCritical
 from tests.models.test_generation import tiny_captioner
