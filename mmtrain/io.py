@@ -1,4 +1,5 @@
-"""Atomic file writing: every file mmtrain writes appears whole or not at all."""
+"""File reading and writing shared by every layer: JSON read with one-line errors, and atomic writes (every file
+mmtrain writes appears whole or not at all)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,28 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from mmtrain.errors import UserError
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """Parse a JSON file; a missing file, non-UTF-8 text or bad JSON is a UserError naming the file and the place.
+
+    ``what`` names the kind of file in the not-found message (e.g. "annotation file").
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read: {error}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
 
 
 @contextlib.contextmanager

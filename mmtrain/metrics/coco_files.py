@@ -6,12 +6,12 @@ first few examples, so a user can fix a file in one go.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 from mmtrain.errors import UserError
+from mmtrain.io import read_json
 
 _EXAMPLES = 3
 
@@ -23,26 +23,6 @@ def _examples(items: list[Any]) -> str:
 
 def _problem(label: str, items: list[Any]) -> str:
     return f"{len(items)} {label} (e.g. {_examples(items)})"
-
-
-def read_json(path: str | Path, what: str = "file") -> Any:
-    """Parse a JSON file; a missing file, non-UTF-8 text or bad JSON is a UserError naming the file and the place.
-
-    ``what`` names the kind of file in the not-found message (e.g. "annotation file").
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: {what} not found") from None
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read: {error}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
 
 
 def load_results(path: str | Path) -> dict[Hashable, str]:

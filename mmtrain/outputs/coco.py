@@ -56,8 +56,8 @@ def assign_image_ids(files: Sequence[str | Path], references: CocoReferences | N
 
 def load_references(path: str | Path) -> CocoReferences:
     """Read a COCO captions file (checked by :mod:`mmtrain.metrics.coco_files`) with its ``file_name`` to id map."""
+    from mmtrain.io import read_json
     from mmtrain.metrics.coco_files import load_references as load_captions
-    from mmtrain.metrics.coco_files import read_json
 
     captions = load_captions(path)
     images = read_json(path).get("images") or []

@@ -13,7 +13,7 @@ REQUIRED_KEYS = ("images", "annotations")
 
 def load_coco_captions(path: Path) -> dict:
     """Read and check a COCO captions file; a broken one is a one-line ``UserError`` naming the file."""
-    from mmtrain.metrics.coco_files import read_json
+    from mmtrain.io import read_json
 
     data = read_json(path, "annotation file")
     if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):

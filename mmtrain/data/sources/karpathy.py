@@ -19,7 +19,7 @@ DATASET_LABELS = {"coco": "COCO", "flickr8k": "Flickr8k", "flickr30k": "Flickr30
 
 def load_karpathy(path: Path) -> list:
     """The ``images`` list of a Karpathy split file; a broken file is a one-line ``UserError`` naming it."""
-    from mmtrain.metrics.coco_files import read_json
+    from mmtrain.io import read_json
 
     data = read_json(path, "Karpathy split file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
