@@ -12,7 +12,9 @@ Targets (the issue's):
 - joint ITC (``shapes_itc``): test image->text R@5 >= 0.80.
 
 One seed of the three fusions, SCST and ITC take about 45 minutes on 2 CPU cores; runs never overlap, as a second
-job on the cores would change every fit time. The JSON is also written to ``OUT/quality.json``.
+job on the cores would change every fit time. The JSON is also written to ``OUT/quality.json``, and its table to
+the "quality" section of ``docs/benchmarks.md`` (``--no-doc`` leaves the page alone; ``--from-json`` writes the
+section again from an earlier run's JSON without running anything).
 
 Usage: python scripts/bench_quality.py [--seeds 0 1 2] [--only fusions scst itc] [--out runs/bench/quality] [--store S]
 """
@@ -94,6 +96,60 @@ def summarise(runs: list[dict], key: str) -> dict:
     return {"mean": round(sum(values) / len(values), 4), "worst": min(values), "met": sum(r["met"] for r in runs)}
 
 
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {round(seconds % 60):.0f} s"
+
+
+def doc_rows(report: dict) -> list[tuple]:
+    """One row per run: (what, mmtrain, peer, ratio, target, met); the peer of a fusion is cross-attention's run."""
+    rows = []
+    fusions = report.get("fusions", {})
+    peers = {run["seed"]: run["scene_accuracy"] for run in fusions.get("cross_attention", {}).get("runs", [])}
+    target = f">= {SCENE_TARGET} in a {FIT_BUDGET_S:.0f} s fit"
+    for name, summary in fusions.items():
+        for run in summary["runs"]:
+            what = (
+                f"`{run['experiment']}` ({name}), seed {run['seed']}: test scene accuracy, fit {minutes(run['fit_s'])}"
+            )
+            peer = None if name == "cross_attention" else peers.get(run["seed"])
+            ratio = f"{run['scene_accuracy'] / peer:.2f}" if peer else None
+            rows.append((what, run["scene_accuracy"], peer, ratio, target, run["met"]))
+    for run in report.get("scst", {}).get("runs", []):
+        what = f"`shapes_scst` from cross-attention, seed {run['seed']}: test CIDEr-D, fit {minutes(run['fit_s'])}"
+        rows.append(
+            (what, run["CIDEr"], run["CIDEr_start"], f"{run['ratio_to_start']:.2f}", "above its start", run["met"])
+        )
+    for run in report.get("itc", {}).get("runs", []):
+        what = f"`shapes_itc`, seed {run['seed']}: test image->text R@5, fit {minutes(run['fit_s'])}"
+        rows.append((what, run["i2t_R@5"], None, None, f">= {R5_TARGET}", run["met"]))
+    return rows
+
+
+def doc_notes(report: dict) -> str:
+    """Means and worst values over the seeds, and how the runs were made."""
+    parts = []
+    for name, summary in report.get("fusions", {}).items():
+        parts.append(f"{name} mean {summary['mean']} (worst {summary['worst']}, target met {summary['met']} times)")
+    for key, figure in (("scst", "test CIDEr-D"), ("itc", "image->text R@5")):
+        if key in report:
+            parts.append(f"{key} mean {figure} {report[key]['mean']} (worst {report[key]['worst']})")
+    seeds = ", ".join(map(str, report["seeds"]))
+    return (
+        f"Started {report.get('started', 'at an unrecorded time')}; seeds {seeds}. Each run is `mmtrain fit experiment=NAME seed=S` on the full shapes store (12,000 / 250 / 500"
+        " images), timed from process start to exit, then `mmtrain eval` of its best checkpoint (by val scene"
+        " accuracy) on the 500 test images with greedy decoding. The peer of each fusion is the cross-attention run"
+        " of the same seed. Over the seeds: " + "; ".join(parts) + "."
+    )
+
+
+def write_doc(report: dict) -> None:
+    from benchdoc import write_section
+
+    write_section(
+        "quality", "Quality on shapes: every fusion, SCST and ITC", report, doc_rows(report), notes=doc_notes(report)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run every experiment with")
@@ -107,7 +163,12 @@ def main() -> None:
     parser.add_argument("--fusions", nargs="+", choices=list(FUSIONS), default=list(FUSIONS), help="fusions to fit")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/quality"), help="runs and quality.json")
     parser.add_argument("--store", type=Path, help="an existing store of data=shapes (default: preprocess one in OUT)")
+    parser.add_argument("--no-doc", action="store_true", help="print the JSON only; leave docs/benchmarks.md alone")
+    parser.add_argument("--from-json", type=Path, help="write the docs section from an earlier quality.json; no runs")
     args = parser.parse_args()
+    if args.from_json:
+        write_doc(json.loads(args.from_json.read_text(encoding="utf-8")))
+        return
     if "scst" in args.only and ("fusions" not in args.only or "cross_attention" not in args.fusions):
         parser.error(
             "SCST starts from the cross-attention run: keep 'fusions' in --only and cross_attention in --fusions"
@@ -115,6 +176,7 @@ def main() -> None:
     out = args.out if args.out.is_absolute() else ROOT / args.out
     store = args.store.resolve() if args.store else ensure_store(out)
     report: dict = {
+        "started": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": hardware(),
         "targets": {"scene_accuracy": SCENE_TARGET, "fit_budget_s": FIT_BUDGET_S, "itc_i2t_R@5": R5_TARGET},
         "seeds": args.seeds,
@@ -150,6 +212,8 @@ def main() -> None:
         report["itc"] = {"runs": runs, **summarise(runs, "i2t_R@5")}
     write_json(out / "quality.json", report)
     print(json.dumps(report, indent=2))
+    if not args.no_doc:
+        write_doc(report)
 
 
 if __name__ == "__main__":
