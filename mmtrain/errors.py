@@ -1,7 +1,7 @@
 """The one exception type for user mistakes.
 
 The CLI prints a ``UserError`` as a single line and exits with its ``exit_code``; any other exception is our bug and
-keeps its traceback. Exit codes are shared by every command (see the README's "Exit codes" table).
+keeps its traceback. Exit codes are shared by every command (see the "Exit codes" table in docs/errors.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exit codes: the README's table is what the code returns, and every command answers a missing file the same way."""
+"""Exit codes: docs/errors.md's table is what the code returns, and every command answers a missing file alike."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from tests.conftest import ROOT, TINY_MODEL, run_cli
 from tests.reliability.conftest import assert_one_line_error
 
 
-def _readme_codes() -> dict[int, str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Errors, exit codes and safety", 1)[1].split("\n## ", 1)[0]
+def _documented_codes() -> dict[int, str]:
+    text = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
+    section = text.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     return {int(code): meaning for code, meaning in re.findall(r"^\| (\d+) \| (.+) \|$", section, flags=re.M)}
 
 
-def test_the_readme_table_lists_exactly_the_codes_the_code_uses():
+def test_the_documented_table_lists_exactly_the_codes_the_code_uses():
     constants = {value for name, value in vars(errors).items() if name.startswith("EXIT_")}
-    assert set(_readme_codes()) == constants == {0, 1, 2, 3, 130}
+    assert set(_documented_codes()) == constants == {0, 1, 2, 3, 130}
 
 
 def test_unknown_command_is_an_error(capsys):
