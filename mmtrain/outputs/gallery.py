@@ -79,7 +79,7 @@ def write_gallery(
     matched = [_references_of(row, references or {}) for row in rows]
     scores = _cider_per_image(rows, matched)
     cards = [
-        _card(row, refs, score, _image_src(Path(row["file"]), path.parent, embed, thumb_size))
+        _card(row, refs, score, image_src(Path(row["file"]), path.parent, embed, thumb_size))
         for row, refs, score in zip(rows, matched, scores, strict=True)
     ]
     write_text(path, _page(title, cards, _summary(len(rows), scores)))
@@ -109,7 +109,7 @@ def _cider_per_image(rows: Sequence[Mapping[str, Any]], matched: list[list[str] 
     return scores
 
 
-def _image_src(file: Path, page_dir: Path, embed: bool, thumb_size: int) -> str | None:
+def image_src(file: Path, page_dir: Path, embed: bool, thumb_size: int) -> str | None:
     """A data URI of the thumbnail, or the file's URL relative to the page; None when it cannot be read."""
     if embed:
         return _thumbnail_uri(file, thumb_size)
