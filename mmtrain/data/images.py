@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 class ImageRejected(Exception):
-    """An image that cannot be used; ``reason`` is one of the names in the README's rejection table."""
+    """An image that cannot be used; ``reason`` is one of the names listed in docs/data.md."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
