@@ -47,21 +47,21 @@ demo: $(STAMP) ## Preprocess shapes, train, evaluate on test, caption a few imag
 bench-eval: $(STAMP) ## Benchmark metrics against pycocoevalcap (JSON)
 	$(BIN)/python scripts/bench_eval.py
 
-bench-caption: $(STAMP) ## Benchmark decoding: KV cache vs none, and vs Hugging Face transformers (JSON)
+bench-caption: $(STAMP) ## Benchmark decoding: KV cache vs none, and vs Hugging Face transformers (JSON, docs/benchmarks.md)
 	$(BIN)/pip install -q -e '.[bench]' $(TORCH_PINS)
 	$(BIN)/python scripts/bench_caption.py
 
-bench-train: $(STAMP) ## Benchmark training throughput: mmtrain fit vs a bare PyTorch loop (JSON)
+bench-train: $(STAMP) ## Benchmark training throughput: mmtrain fit vs a bare PyTorch loop (JSON, docs/benchmarks.md)
 	$(BIN)/python scripts/bench_train.py
 
 bench-data: $(STAMP) ## Benchmark the data path on real COCO photos: store vs JPEG loader, workers, feature cache (JSON)
 	$(BIN)/python scripts/bench_data.py
 
 QUALITY_SEEDS ?= 0
-bench-quality: $(STAMP) ## Quality on shapes: every fusion, SCST and ITC against their targets, QUALITY_SEEDS="0 1 2" (JSON; ~45 min a seed)
+bench-quality: $(STAMP) ## Quality on shapes: every fusion, SCST and ITC against their targets, QUALITY_SEEDS="0 1 2" (JSON, docs/benchmarks.md; ~45 min a seed)
 	$(BIN)/python scripts/bench_quality.py --seeds $(QUALITY_SEEDS)
 
-bench: bench-eval bench-caption bench-data bench-train ## Run the speed benchmarks (bench-quality is apart: it takes the better part of an hour)
+bench: bench-eval bench-caption bench-data bench-train ## Re-run the speed benchmarks; each replaces its section of docs/benchmarks.md (bench-quality's stays until make bench-quality)
 
 clean: ## Remove run outputs (keeps .venv)
 	rm -rf runs outputs multirun
