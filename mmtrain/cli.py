@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("mmtrain.commands.eval", "score a checkpoint on a split, or a COCO results file (BLEU, ROUGE-L, CIDEr)"),
     "caption": ("mmtrain.commands.caption", "caption image files or folders with a trained model"),
     "export": ("mmtrain.commands.export", "write a portable bundle (safetensors, config, tokenizer, card)"),
+    "index": ("mmtrain.commands.index", "embed images into a searchable index (a model trained with xe_itc)"),
+    "search": ("mmtrain.commands.search", "find the images of an index that best match a text or an image"),
 }
 
 USAGE = """usage: mmtrain COMMAND [OVERRIDES...] [--help] [--cfg job]
