@@ -75,3 +75,10 @@ def test_decoding_presets_instantiate():
 
 def test_config_dir_is_inside_the_package():
     assert Path(CONFIG_DIR).is_dir() and (Path(CONFIG_DIR) / "fit.yaml").is_file()
+
+
+@pytest.mark.parametrize("experiment", [x for x in _options("experiment") if x.startswith("coco_")])
+def test_coco_recipes_train_on_the_karpathy_split(experiment):
+    cfg = _compose("fit", [f"experiment={experiment}"])
+    assert cfg.data.name == "karpathy_coco"
+    assert cfg.data.source.expected_counts == {"train": 113287, "val": 5000, "test": 5000}
