@@ -217,7 +217,7 @@ def timed_epoch(datamodule, module) -> float:
 
 def bench_feature_cache(store: Path, encoder: str, batch_size: int) -> None:
     from mmtrain.commands import fit
-    from mmtrain.data.features import write_feature_cache
+    from mmtrain.training.features import write_feature_cache
 
     cfg, datamodule, module = fit_parts(store, encoder, batch_size, feature_cache=True)
     started = time.perf_counter()

@@ -40,7 +40,7 @@ def use_feature_cache(cfg: DictConfig, datamodule, module) -> None:
     encoder = module.captioner.encoder
     if not cfg.get("feature_cache", True) or not encoder.frozen:
         return
-    from mmtrain.data.features import find_feature_cache
+    from mmtrain.training.features import find_feature_cache
 
     folder = find_feature_cache(datamodule.store, datamodule.manifest, encoder)
     if folder is None:
@@ -197,6 +197,7 @@ def run(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from mmtrain.io import write_json
+    from mmtrain.training.launch import start_other_ranks, wait_for_ranks
 
     torch.set_float32_matmul_precision("high")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -206,15 +207,18 @@ def run(cfg: DictConfig) -> dict:
     use_feature_cache(cfg, datamodule, module)
     trainer = build_trainer(cfg, out)
     stamp = _stamp_run(cfg, out, datamodule, trainer) if trainer.is_global_zero else None
+    ranks = start_other_ranks(trainer, out)  # a plain `mmtrain fit trainer=ddp` on one node: ranks 1..N-1
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out, module, trainer))
     except SystemExit:  # Lightning's SIGTERMException, raised after SignalCheckpoint wrote last.ckpt
         _stop_if_interrupted(trainer)
         raise
+    wait_for_ranks(ranks)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = str(out / "checkpoints" / "best.ckpt")
     summary = {"out": str(out), "best_checkpoint": best, "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
     summary.update({"global_step": trainer.global_step, "metrics": metrics, "best_score": _best_score(trainer)})
+    summary["world_size"] = trainer.world_size
     if trainer.is_global_zero:
         write_json(out / "fit_summary.json", {**summary, "stamp": stamp})
     log.info("best checkpoint: %s", best)

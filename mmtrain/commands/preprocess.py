@@ -50,7 +50,7 @@ def _cache_features(cfg: DictConfig) -> None:
     import torch
     from hydra.utils import instantiate
 
-    from mmtrain.data.features import write_feature_cache
+    from mmtrain.training.features import write_feature_cache
 
     encoder = OmegaConf.to_container(cfg.encoder, resolve=True)
     encoder.update(img_size=int(cfg.data.resize.size), freeze="all")

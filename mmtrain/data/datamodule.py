@@ -6,7 +6,7 @@ batch goes to the device, ``captions_per_image`` of them are chosen with a gener
 so a resumed run picks exactly what an uninterrupted one would. Validation and test stream in order through LitData's
 ``StreamingDataLoader``.
 
-With a feature cache (see :mod:`mmtrain.data.features`), training reads the cached encoder tokens of each image
+With a feature cache (see :mod:`mmtrain.training.features`), training reads the cached encoder tokens of each image
 instead of its pixels; validation and test always read pixels, so their captions are the ones ``eval`` gives.
 """
 

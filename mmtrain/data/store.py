@@ -5,19 +5,23 @@ Layout of ``OUT``::
     manifest.json          written last: a store without it (or with another config hash) is not complete
     rejected.jsonl         one line per rejected image: split, image_id, file, reason
     tokenizer.model        SentencePiece, trained on the train split only
-    {split}/               LitData chunks + index.json; items {image_id, image (H,W,3) uint8, captions (JSON list)}
+    {split}/               LitData chunks + index.json; items {image_id, image, captions (JSON list)}, where image
+                           is an (H,W,3) uint8 array (``image_format=raw``) or JPEG bytes (``image_format=jpeg``)
     references_{split}.json  COCO captions ground truth with the raw captions, for metrics
-    features/KEY/          optional feature cache (``preprocess features=true``, see :mod:`mmtrain.data.features`):
+    features/KEY/          optional feature cache (``preprocess features=true``, see :mod:`mmtrain.training.features`):
                            features.json (the key) + train/ with items {image_id, features (N,D) fp16, captions}
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,53 @@ from mmtrain.errors import UserError
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+IMAGE_FORMATS = ("raw", "jpeg")
+ENCODE_BLOCK = 256  # images JPEG-encoded together by a thread pool (Pillow releases the GIL while encoding)
+
+
+@dataclass(frozen=True)
+class ImageCoding:
+    """How a store keeps its images.
+
+    Attributes:
+        format: ``raw`` (uint8 arrays: no decoding cost, 150 KB per 224 px image) or ``jpeg`` (bytes decoded by the
+            loader, several times smaller; see docs/scaling.md for the measured trade).
+        quality: JPEG quality, 1-95 (Pillow's useful range); ignored for ``raw``.
+    """
+
+    format: str = "jpeg"
+    quality: int = 90
+
+    def __post_init__(self) -> None:
+        if self.format not in IMAGE_FORMATS:
+            raise UserError(f"image_format: unknown format {self.format!r} (use one of {', '.join(IMAGE_FORMATS)})")
+        if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 95:
+            raise UserError(f"image_quality: must be a whole number from 1 to 95, got {self.quality!r}")
+
+    def describe(self) -> dict:
+        """The manifest's record of the format (and the config-hash part of a non-default one)."""
+        return {"format": self.format, "quality": self.quality if self.format == "jpeg" else None}
+
+    def encode(self, image: np.ndarray) -> np.ndarray | bytes:
+        """What the store holds for an RGB uint8 (H, W, 3) image."""
+        if self.format == "raw":
+            return image
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=self.quality)
+        return buffer.getvalue()
+
+
+def item_image(item: dict) -> np.ndarray:
+    """A stored item's image as RGB uint8 (H, W, 3), decoding JPEG bytes; raw arrays are returned as they are."""
+    value = item["image"]
+    if isinstance(value, np.ndarray):
+        return value
+    from PIL import Image
+
+    with Image.open(io.BytesIO(value)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def config_hash(config: dict) -> str:
@@ -45,24 +96,57 @@ def read_manifest(out_dir: Path) -> dict | None:
 
 
 def write_split(
-    out_dir: Path, split: str, items: Iterable[tuple[int, np.ndarray, list[str]]], *, count_hint: int = 0
+    out_dir: Path,
+    split: str,
+    items: Iterable[tuple[int, np.ndarray, list[str]]],
+    *,
+    count_hint: int = 0,
+    coding: ImageCoding | None = None,
 ) -> str:
-    """Write one split's items into ``out_dir/split`` atomically (see :func:`write_items`).
+    """Write one split's items into ``out_dir/split`` atomically (see :func:`write_items`), images coded by ``coding``.
 
     Returns:
-        The sha256 checksum of the stored samples, in order.
+        The sha256 checksum of the stored samples, in order: ids, shapes, captions and the stored image bytes (the
+        raw pixels, or the JPEG bytes with the quality).
     """
+    coding = coding or ImageCoding(format="raw")
     digest = hashlib.sha256()
 
     def records() -> Iterator[dict]:
-        for image_id, image, captions in items:
+        for image_id, image, captions, stored in _encoded(items, coding):
             text = json.dumps(captions, ensure_ascii=False)
             digest.update(f"{image_id}|{image.shape}|{text}|".encode())
-            digest.update(image.tobytes())
-            yield {"image_id": int(image_id), "image": image, "captions": text}
+            if isinstance(stored, bytes):
+                digest.update(f"jpeg{coding.quality}|".encode())
+                digest.update(stored)
+            else:
+                digest.update(stored.tobytes())
+            yield {"image_id": int(image_id), "image": stored, "captions": text}
 
     write_items(out_dir / split, records(), count_hint=count_hint)
     return digest.hexdigest()
+
+
+def _encoded(items: Iterable[tuple[int, np.ndarray, list[str]]], coding: ImageCoding) -> Iterator[tuple]:
+    """``(image_id, image, captions, stored)`` in order; JPEG encoding runs on a thread per core, a block at a time."""
+    if coding.format == "raw":
+        yield from ((i, image, captions, image) for i, image, captions in items)
+        return
+    block: list[tuple] = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for row in _with_end(iter(items)):
+            if row is not None:
+                block.append(row)
+            if block and (row is None or len(block) == ENCODE_BLOCK):
+                stored = list(pool.map(coding.encode, [image for _, image, _ in block]))
+                yield from ((i, image, captions, s) for (i, image, captions), s in zip(block, stored, strict=True))
+                block = []
+
+
+def _with_end(items: Iterator) -> Iterator:
+    """``items`` and then None, so the last partial block is flushed."""
+    yield from items
+    yield None
 
 
 def write_items(final: Path, items: Iterable[dict], *, count_hint: int = 0) -> int:

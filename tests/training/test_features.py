@@ -13,10 +13,10 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 
 from mmtrain.cli import CONFIG_DIR
-from mmtrain.data.features import feature_key, find_feature_cache, key_id, write_feature_cache
 from mmtrain.data.store import require_store
 from mmtrain.errors import UserError
 from mmtrain.models.encoders import TimmEncoder
+from mmtrain.training.features import feature_key, find_feature_cache, key_id, write_feature_cache
 from tests.conftest import TINY_DATA, TINY_MODEL, run_cli
 
 # A batch-norm CNN: a frozen encoder must give in training exactly what was cached (no batch statistics).
