@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -298,7 +299,7 @@ def write_doc(result: dict, beam: str) -> None:
     """The run's table and setup as the "caption" section of docs/benchmarks.md."""
     from benchdoc import write_section
 
-    setup, params, vs_hf = result["setup"], result["params"], result["vs_hf"]
+    setup, params, vs_hf, load = result["setup"], result["params"], result["vs_hf"], result["load_average_1min"]
     share = ", ".join(f"{mode} {vs_hf[mode]['ours']['encoder_share']:.0%}" for mode in ("greedy", beam))
     notes = (
         f"Batch {setup['batch']}, {setup['steps']} forced decoding steps (EOS blocked), {setup['threads']} thread(s),"
@@ -310,6 +311,7 @@ def write_doc(result: dict, beam: str) -> None:
         f" {params['ours']['encoder']:,} vs {params['hf']['encoder']:,} parameters, decoder"
         f" {params['ours']['decoder']:,} vs {params['hf']['decoder']:,}. The no-cache baseline decodes the same tokens"
         f" as the cache: {result['kv_cache_vs_no_cache'][beam]['same_tokens']}. Encoder share of our pipeline: {share}."
+        f" Load average (1 min) {load['before']} before and {load['after']} after, on {os.cpu_count()} cores."
         " On 2026-11-29 the beam pipeline ratio read 1.35x and 1.76x in two runs a minute apart on a 2-core machine:"
         " one run's pipeline ratio is good to about 25%."
     )
@@ -332,7 +334,7 @@ def main() -> None:
     images = torch.randn(args.batch, 3, args.image_size, args.image_size)  # normalised pixels, float32
     greedy = DecodingConfig(strategy="greedy", max_len=args.steps, block_eos=True)
     beam = DecodingConfig(strategy="beam", num_beams=args.beams, max_len=args.steps, block_eos=True)
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     result = {
         "setup": {
             **{k: v for k, v in vars(args).items() if k not in ("repeats", "clock")},
@@ -353,6 +355,7 @@ def main() -> None:
     }
     result["targets_met"] = targets(result, f"beam{args.beams}")
     result["seconds"] = round(time.perf_counter() - started, 1)
+    result["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     print(json.dumps(result, indent=2))
     if not args.no_doc:
         write_doc(result, f"beam{args.beams}")
