@@ -7,7 +7,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: help install browser test test-slow lint format demo bench bench-eval bench-caption bench-data bench-train bench-quality clean
+.PHONY: help install browser test test-slow lint format demo bench bench-eval bench-caption bench-data bench-train bench-quality bench-retrieval clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(if $(strip $(TORCH_PINS)),$(BIN)/pip install -q $(TORCH_PINS))
-	$(BIN)/pip install -q -e '.[dev,cluster]' $(TORCH_PINS)
+	$(BIN)/pip install -q -e '.[dev,cluster,retrieval]' $(TORCH_PINS)
 	touch $@
 
-install: $(STAMP) ## Create .venv and install mmtrain with dev and cluster extras (idempotent)
+install: $(STAMP) ## Create .venv and install mmtrain with dev, cluster and retrieval extras (idempotent)
 
 # Debian's chromium renders the HTML gallery in its test; installed when missing and we are root with apt.
 browser:
@@ -57,11 +57,14 @@ bench-train: $(STAMP) ## Benchmark training throughput: mmtrain fit vs a bare Py
 bench-data: $(STAMP) ## Benchmark the data path on real COCO photos: store vs JPEG loader, workers, feature cache (JSON)
 	$(BIN)/python scripts/bench_data.py
 
+bench-retrieval: $(STAMP) ## Benchmark image search: FAISS IVF-Flat vs exact search, 1M synthetic vectors (JSON; ~10 min)
+	$(BIN)/python scripts/bench_retrieval.py
+
 QUALITY_SEEDS ?= 0
 bench-quality: $(STAMP) ## Quality on shapes: every fusion, SCST and ITC against their targets, QUALITY_SEEDS="0 1 2" (JSON, docs/benchmarks.md; ~45 min a seed)
 	$(BIN)/python scripts/bench_quality.py --seeds $(QUALITY_SEEDS)
 
-bench: bench-eval bench-caption bench-data bench-train ## Re-run the speed benchmarks; each replaces its section of docs/benchmarks.md (bench-quality's stays until make bench-quality)
+bench: bench-eval bench-caption bench-data bench-train bench-retrieval ## Re-run the speed benchmarks; each replaces its section of docs/benchmarks.md (bench-quality's stays until make bench-quality)
 
 clean: ## Remove run outputs (keeps .venv)
 	rm -rf runs outputs multirun
