@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,3 +85,37 @@ def _assert_val_metrics_cover_the_whole_split(out, store, eval_out) -> None:
     assert int(logged["step"]) in (5, 6), logged  # the last validation: after the 6th step
     for name in ("CIDEr", "Bleu_1", "ROUGE_L", "unique_ratio", "mean_length", "scene_accuracy"):
         assert float(logged[f"val/{name}"]) == pytest.approx(expected[name], abs=1e-5), name
+
+
+@pytest.mark.slow
+def test_a_plain_ddp_command_starts_its_own_ranks_and_matches_torchrun(tiny_store, tmp_path):
+    """``mmtrain fit trainer=ddp trainer.devices=2`` typed as is (no torchrun) trains with two gloo processes.
+
+    Lightning used to start rank 1 by re-running ``sys.argv``, which under ``mmtrain`` names no script and no
+    command ("Child process ... terminated with code 2"). No ``out=`` is given: both ranks must still write into
+    the one dated folder that rank 0 resolved.
+    """
+    from tests.training.test_multinode import OVERRIDES, STEPS, _train_log
+
+    mmtrain = Path(sys.executable).parent / "mmtrain"  # the console script a user types
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SLURM_")}
+    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    direct = subprocess.run(
+        [str(mmtrain), "fit", f"data.store={tiny_store}", *OVERRIDES, "trainer.devices=2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert direct.returncode == 0, (direct.stdout + direct.stderr)[-3000:]
+    (run,) = (tmp_path / "runs" / "fit").iterdir()  # one folder for both ranks
+    summary = json.loads((run / "fit_summary.json").read_text())
+    assert (summary["world_size"], summary["global_step"]) == (2, STEPS)
+    assert (run / "fit_rank1.log").is_file()  # rank 1 ran as its own process, logging beside rank 0
+
+    launched = tmp_path / "torchrun"
+    overrides = [f"data.store={tiny_store}", f"out={launched}", *OVERRIDES, "trainer.devices=2"]
+    finish(start_torchrun_fit(["--standalone", "--nproc_per_node=2"], overrides))
+    assert json.loads((launched / "fit_summary.json").read_text())["world_size"] == 2
+    direct_log, torchrun_log = _train_log(run), _train_log(launched)
+    assert sorted(direct_log) == sorted(torchrun_log) == list(range(STEPS))
+    difference = max(abs(direct_log[step][1] - torchrun_log[step][1]) for step in range(STEPS))
+    print(f"largest train loss difference, direct launch vs torchrun, over {STEPS} steps: {difference:.3g}")
+    assert difference <= 1e-5
