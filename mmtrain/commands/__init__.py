@@ -11,6 +11,7 @@ from pathlib import Path
 from mmtrain.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, UserError
 
 log = logging.getLogger("mmtrain")
+ERROR_LOG = "error.log"  # a failed run's one-line error, in its run folder
 
 
 def run_hydra(command: str, module_name: str, overrides: list[str]) -> int:
@@ -27,16 +28,41 @@ def run_hydra(command: str, module_name: str, overrides: list[str]) -> int:
         outcome["code"], value = _run_task(command, module_name, cfg)
         return value
 
-    old_argv = sys.argv
+    old_argv, old_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = [f"mmtrain {command}", *overrides]
-    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its composition errors to us instead of printing advice
     try:
         hydra.main(config_path=str(CONFIG_DIR), config_name=command, version_base="1.3")(task)()
-    except SystemExit as exc:  # hydra exits 1 on config errors after printing them
+    except SystemExit as exc:  # --help, --cfg, or an argument Hydra's parser refuses
         return int(exc.code or 0)
+    except Exception as err:  # noqa: BLE001 - a config that does not compose: one line unless debug=true
+        if "debug=true" in overrides or not _is_config_error(err):
+            import traceback
+
+            traceback.print_exc()  # our bug, or debug=true: the whole story
+            return EXIT_USER_ERROR
+        from mmtrain.commands.overrides import explain_composition
+
+        print(f"mmtrain {command}: config error: {explain_composition(command, overrides, err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     finally:
         sys.argv = old_argv
+        _restore_env("HYDRA_FULL_ERROR", old_full_error)
     return outcome["code"]
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _is_config_error(err: Exception) -> bool:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(err, (HydraException, OmegaConfBaseException))
 
 
 def _sweep_value(result) -> float | None:
@@ -46,9 +72,15 @@ def _sweep_value(result) -> float | None:
 
 
 def _run_task(command: str, module_name: str, cfg) -> tuple[int, float | None]:
-    """(exit code, sweep value) of one command run; a ``UserError`` is printed as one line."""
+    """(exit code, sweep value) of one command run; a ``UserError`` is printed as one line and logged in the run."""
     debug = bool(cfg.get("debug", False))
     try:
+        from mmtrain.commands.overrides import check_override_types
+        from mmtrain.quiet import quiet_third_parties
+
+        check_override_types(command, cfg)
+        quiet_third_parties()
+        _use_job_folder(cfg)
         _save_resolved_config(cfg)
         module = importlib.import_module(module_name)
         return EXIT_OK, _sweep_value(module.run(cfg))
@@ -56,23 +88,55 @@ def _run_task(command: str, module_name: str, cfg) -> tuple[int, float | None]:
         if debug:
             raise
         kind = "interrupted" if err.exit_code == EXIT_INTERRUPTED else "error"
-        print(f"mmtrain {command}: {kind}: {err}", file=sys.stderr)
-        return err.exit_code, None
+        return _report(command, f"{kind}: {err}", err.exit_code), None
     except KeyboardInterrupt:
-        print(f"mmtrain {command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED, None
+        return _report(command, "interrupted", EXIT_INTERRUPTED), None
     except Exception as err:  # noqa: BLE001 - config errors read better without our frames
-        from hydra.errors import HydraException, InstantiationException
-        from omegaconf.errors import OmegaConfBaseException
+        from hydra.errors import InstantiationException
 
         if isinstance(err, InstantiationException) and isinstance(err.__cause__, UserError) and not debug:
-            print(f"mmtrain {command}: error: {err.__cause__}", file=sys.stderr)  # raised inside a _target_
-            return err.__cause__.exit_code, None
-        if isinstance(err, (OmegaConfBaseException, HydraException)) and not debug:
-            message = " ".join(str(err).split())
-            print(f"mmtrain {command}: config error: {message[:400]}", file=sys.stderr)
-            return EXIT_USER_ERROR, None
+            return _report(command, f"error: {err.__cause__}", err.__cause__.exit_code), None  # inside a _target_
+        if _is_config_error(err) and not debug:
+            from mmtrain.commands.overrides import one_line
+
+            return _report(command, f"config error: {one_line(err)}", EXIT_USER_ERROR), None
+        _log_error(f"{type(err).__name__}: {err}")
         raise
+
+
+def _report(command: str, message: str, code: int) -> int:
+    """Print ``mmtrain COMMAND: MESSAGE`` on one line to stderr, log it in the run folder; return ``code``."""
+    line = f"mmtrain {command}: {' '.join(message.split())}"
+    print(line, file=sys.stderr)
+    _log_error(line)
+    return code
+
+
+def _log_error(line: str) -> None:
+    """Append the error to ``RUN/error.log`` when the run folder exists (Hydra makes it before the command runs)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        if run_dir.is_dir():
+            from mmtrain.io import write_text
+
+            write_text(run_dir / ERROR_LOG, line.rstrip("\n") + "\n")
+    except (OSError, ValueError):  # a read-only or vanished folder: the message was printed all the same
+        pass
+
+
+def _use_job_folder(cfg) -> None:
+    """In a multirun (``-m``) each job writes into its own Hydra job folder, ``hydra.sweep.dir/N``: ``out`` is set to it.
+
+    A single run keeps ``out=``; in a multirun ``out=`` names the sweep folder (``hydra.sweep.dir`` defaults to it).
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get()
+    if hydra.mode == RunMode.MULTIRUN and "out" in cfg:
+        cfg.out = hydra.runtime.output_dir
 
 
 def _save_resolved_config(cfg) -> None:

@@ -145,6 +145,6 @@ def match_ids(
     if {str(k) for k in results} & {str(k) for k in references} and not shared:
         problems.append("image ids differ in type (strings vs integers)")
     if not allow_partial or not shared:
-        advice = f"; pass allow_partial to score only the {len(shared)} images in both" if shared else ""
+        advice = f"; pass allow_partial=true to score only the {len(shared)} images in both" if shared else ""
         raise UserError(f"{results_path}: " + "; ".join(problems) + advice)
     return shared, {"scored": len(shared), "missing": len(missing), "extra": len(extra)}

@@ -131,7 +131,7 @@ def test_missing_and_extra_ids(tmp_path: Path, references_file: Path, caplog) ->
         evaluate_files(results, references_file, tmp_path / "out", meteor=False)
     assert str(caught.value) == (
         f"{results}: 2 of 3 reference images have no caption (e.g. 2, 3); 2 image ids are not in {references_file} "
-        "(e.g. 7, 8); pass allow_partial to score only the 1 images in both"
+        "(e.g. 7, 8); pass allow_partial=true to score only the 1 images in both"
     )
     with caplog.at_level(logging.WARNING, logger="mmtrain.metrics.evaluate"):
         metrics = evaluate_files(results, references_file, tmp_path / "out", meteor=False, allow_partial=True)
