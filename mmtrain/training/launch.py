@@ -68,10 +68,11 @@ def start_other_ranks(trainer, out: Path) -> list[subprocess.Popen]:
     from lightning_fabric.strategies.launchers.subprocess_script import _launch_process_observer
     from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
 
-    launcher, environment = trainer.strategy.launcher, trainer.strategy.cluster_environment
-    if not isinstance(launcher, _SubprocessScriptLauncher) or environment.creates_processes_externally:
+    launcher = trainer.strategy.launcher
+    if not isinstance(launcher, _SubprocessScriptLauncher) or launcher.num_processes < 2:
         return []
-    if launcher.num_processes < 2:
+    environment = trainer.strategy.cluster_environment
+    if environment.creates_processes_externally:
         return []
     os.environ["MASTER_ADDR"] = environment.main_address
     os.environ["MASTER_PORT"] = str(environment.main_port)
