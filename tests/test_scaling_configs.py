@@ -156,3 +156,20 @@ def test_optuna_on_slurm_composes_together():
     cfg = _compose(["hydra/launcher=slurm", "hydra/sweeper=optuna_cider", "trainer=ddp"], hydra=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.sweeper.direction == "maximize"
+
+
+def test_each_job_of_a_multirun_writes_into_its_own_hydra_job_folder(tiny_store, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "fit", "-m", f"hydra.sweep.dir={sweep}", f"data.store={tiny_store}", *TINY_MODEL,
+        "optim.lr=1e-3,3e-3", "trainer.max_steps=2", "trainer.val_check_interval=2", "checkpoint_every_n_steps=2",
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, lr in ((0, 1e-3), (1, 3e-3)):
+        folder = sweep / str(job)
+        assert (folder / "checkpoints" / "last.ckpt").is_file() and (folder / "checkpoints" / "best.ckpt").is_file()
+        assert json.loads((folder / "fit_summary.json").read_text())["out"] == str(folder)
+        config = OmegaConf.load(folder / "config.yaml")
+        assert (config.out, config.optim.lr) == (str(folder), lr)
+    assert not (sweep / "checkpoints").exists()  # nothing written to the shared sweep folder itself
