@@ -14,17 +14,24 @@ def run(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from mmtrain.data.preprocess import Preprocessor
+    from mmtrain.data.sources.base import HeldOut
+    from mmtrain.data.store import ImageCoding
 
     fingerprint = OmegaConf.to_container(cfg.data.source, resolve=True)
+    fractions = {key: float(cfg.data.get(key) or 0.0) for key in ("val_fraction", "test_fraction")}
+    if any(fractions.values()):  # part of the store's identity: another fraction makes another store
+        fingerprint = {**fingerprint, **fractions, "seed": int(cfg.seed)}
     preprocessor = Preprocessor(
-        source=instantiate(cfg.data.source),
+        source=HeldOut(source=instantiate(cfg.data.source), **fractions, seed=int(cfg.seed)),
         out_dir=cfg.out,
         resize=instantiate(cfg.data.resize),
         text=instantiate(cfg.data.text),
-        num_workers=int(cfg.num_workers),
+        num_workers=cfg.num_workers,
         strict=bool(cfg.strict),
         shard_size=int(cfg.shard_size),
         fingerprint=fingerprint,
+        image_coding=ImageCoding(format=str(cfg.image_format), quality=cfg.image_quality),
+        dataset=_dataset(cfg),
     )
     manifest = preprocessor.run()
     if cfg.features:
@@ -37,12 +44,36 @@ def run(cfg: DictConfig) -> dict:
             info["captions"]["kept"],
             info["rejected"],
         )
+    _warn_empty_splits(manifest)
     print(
         json.dumps(
             {split: {"images": i["images"], "rejected": i["rejected"]} for split, i in manifest["splits"].items()}
         )
     )
     return manifest
+
+
+def _dataset(cfg: DictConfig) -> dict:
+    """What the store is made from, for the manifest: fit and export name it in their run records."""
+    source = OmegaConf.to_container(cfg.data.source, resolve=True)
+    source.pop("prepare", None)  # how a built-in dataset is generated, not where it is read from
+    root = source.get("image_root") or source.get("root") or cfg.data.get("root")
+    fractions = {key: cfg.data.get(key) for key in ("val_fraction", "test_fraction") if cfg.data.get(key)}
+    return {"name": str(cfg.data.name), "root": None if root is None else str(root), "source": source, **fractions}
+
+
+def _warn_empty_splits(manifest: dict) -> None:
+    """An empty val split stops fit, an empty test split leaves eval nothing: say so now, with the remedy."""
+    needs = {"val": "fit validates on it", "test": "mmtrain eval split=test will have nothing to score"}
+    for split, why in needs.items():
+        if manifest["splits"].get(split, {}).get("images", 0) == 0:
+            log.warning(
+                "the %s split is empty: %s; hold out images with data.%s_fraction=0.1 (or give the source a %s split)",
+                split,
+                why,
+                split,
+                split,
+            )
 
 
 def _cache_features(cfg: DictConfig) -> None:

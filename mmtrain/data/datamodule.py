@@ -16,6 +16,7 @@ import json
 import random
 import re
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from mmtrain.data.loader import resolve_workers
 from mmtrain.data.remote import is_url, mirror_store, split_source
-from mmtrain.data.store import require_store
+from mmtrain.data.store import item_image, open_split, require_store
 from mmtrain.errors import UserError
 from mmtrain.tokens import PAD_ID, Tokenizer
 
@@ -56,6 +58,13 @@ class Batch:
         move = (lambda t: t.to(device, non_blocking=True)) if device.type != "cpu" else (lambda t: t)
         images, ids, features = (None if t is None else move(t) for t in (self.images, self.input_ids, self.features))
         return Batch(images, move(self.image_ids), ids, self.captions_per_image, features=features)
+
+    def pin_memory(self) -> Batch:
+        """The batch with its tensors in page-locked memory (a loader with ``pin_memory`` calls this)."""
+        images, ids, features = (
+            None if t is None else t.pin_memory() for t in (self.images, self.image_ids, self.features)
+        )
+        return replace(self, images=images, image_ids=ids, features=features)
 
     def choose_captions(self, count: int, seed: int, hflip: float = 0.0) -> Batch:
         """Pick ``count`` captions per image from the pool with a generator seeded by ``seed``; pad them.
@@ -102,10 +111,7 @@ class CaptionDataset:
         max_len: int = 32,
         mirror: dict[str, str] | None = None,
     ) -> None:
-        from litdata import StreamingDataset
-
-        source = str(source) if isinstance(source, Path) else source
-        self.stream = StreamingDataset(source, shuffle=False, drop_last=False)
+        self.stream = open_split(source)
         self.tokenizer, self.captions, self.max_len, self.mirror = tokenizer, captions, max_len, mirror
 
 
@@ -124,7 +130,10 @@ def mirror_caption(caption: str, swaps: dict[str, str]) -> str:
 
 
 def _stack(items: list[dict], key: str) -> Tensor | None:
-    return torch.from_numpy(np.stack([item[key] for item in items])) if key in items[0] else None
+    if key not in items[0]:
+        return None
+    arrays = [item_image(item) for item in items] if key == "image" else [item[key] for item in items]
+    return torch.from_numpy(np.stack(arrays))  # JPEG images are decoded here: in the loader's workers, if any
 
 
 def collate(items: list[dict], dataset: CaptionDataset) -> Batch:
@@ -147,14 +156,6 @@ def collate(items: list[dict], dataset: CaptionDataset) -> Batch:
     )
 
 
-class _Collator:
-    def __init__(self, dataset: CaptionDataset) -> None:
-        self.dataset = dataset
-
-    def __call__(self, items: list[dict]) -> Batch:
-        return collate(items, self.dataset)
-
-
 class CaptionDataModule(pl.LightningDataModule):
     """Loaders over a preprocessed store.
 
@@ -164,7 +165,8 @@ class CaptionDataModule(pl.LightningDataModule):
         batch_size: images per batch (each with ``captions_per_image`` captions in training).
         captions_per_image: captions per image per training step.
         max_caption_len: token ids per caption, bos and eos included.
-        num_workers: loader processes (0 reads in the training process, often fastest for small images).
+        num_workers: processes that read, decode (JPEG stores) and tokenize batches, for training and evaluation;
+            0 reads in the training process (enough for small raw images), ``auto`` uses one per core.
         seed: shuffle seed.
         eval_batch_size: images per batch in validation and test.
         cache_dir: for a store URL, where its small files and streamed chunks are cached (default
@@ -182,7 +184,7 @@ class CaptionDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         captions_per_image: int = 1,
         max_caption_len: int = 32,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         seed: int = 0,
         eval_batch_size: int = 128,
         cache_dir: str | None = None,
@@ -198,7 +200,8 @@ class CaptionDataModule(pl.LightningDataModule):
         self.store, self.manifest = require_store(mirror_store(self.url, cache_dir) if self.url else store)
         self.tokenizer = Tokenizer(self.store / "tokenizer.model")
         self.batch_size, self.captions, self.max_len = batch_size, captions_per_image, max_caption_len
-        self.num_workers, self.seed, self.eval_batch_size = num_workers, seed, eval_batch_size
+        self.num_workers = resolve_workers(num_workers, key="datamodule.num_workers")
+        self.seed, self.eval_batch_size = seed, eval_batch_size
         self.train_dir = self.store / "train"
 
     def use_feature_cache(self, cache_dir: Path) -> None:
@@ -238,8 +241,9 @@ class CaptionDataModule(pl.LightningDataModule):
             dataset.stream,
             batch_size=self.eval_batch_size,
             num_workers=self.num_workers,
-            collate_fn=_Collator(dataset),
+            collate_fn=partial(collate, dataset=dataset),
             drop_last=False,
+            pin_memory=self._on_gpu(),
         )
 
     def train_dataloader(self):
@@ -255,12 +259,18 @@ class CaptionDataModule(pl.LightningDataModule):
         return StepResumableLoader(
             dataset.stream,
             batch_size=self.batch_size,
-            collate_fn=_Collator(dataset),
+            collate_fn=partial(collate, dataset=dataset),
             seed=self.seed,
             consumed=self._batches_consumed,
             rank_world=self._rank_world,
             chunk_sizes=self._chunk_sizes(self.train_dir),
+            num_workers=self.num_workers,
+            pin_memory=self._on_gpu(),
         )
+
+    def _on_gpu(self) -> bool:
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def _chunk_sizes(self, split_dir: Path) -> list[int] | None:
         index = split_dir / "index.json"

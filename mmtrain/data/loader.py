@@ -6,14 +6,37 @@ milliseconds per item; reading a window's items in order costs microseconds). Ea
 world-size-th index of that order. When iteration starts, the loader asks how many batches the run has consumed (global step times gradient
 accumulation) and starts from there: mid-epoch resume needs no loader state of its own, and cannot drift from the
 optimizer's step.
+
+With ``num_workers`` > 0 the same batches (the same indices, in the same order) are read, decoded and collated by
+worker processes of a torch ``DataLoader``, which hands them back in order; only where the work happens changes.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+from mmtrain.errors import UserError
+
+
+def resolve_workers(value: int | str, *, key: str) -> int:
+    """A worker-process count from a config value: a whole number >= 0 (0: in this process) or ``auto`` (all cores).
+
+    Raises:
+        UserError: naming ``key`` for anything else.
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = -1
+    if isinstance(value, bool) or count < 0 or str(count) != str(value).strip():
+        raise UserError(f"{key}: must be a whole number of processes >= 0 (0: in this process) or auto, got {value!r}")
+    return count
 
 
 class StepResumableLoader:
@@ -29,6 +52,9 @@ class StepResumableLoader:
         chunk_sizes: items per stored chunk, in store order (one chunk of everything when None). Their sum is the
             item count: under DDP, LitData's ``len(dataset)`` is only this rank's share.
         window_chunks: chunks shuffled together.
+        num_workers: processes that read, decode and collate batches (0: in this process).
+        pin_memory: put batches in page-locked memory (worth it when they go to a GPU).
+        prefetch_factor: batches each worker prepares ahead.
     """
 
     def __init__(
@@ -42,8 +68,12 @@ class StepResumableLoader:
         rank_world: Callable[[], tuple[int, int]],
         chunk_sizes: list[int] | None = None,
         window_chunks: int = 4,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        prefetch_factor: int = 2,
     ) -> None:
         self.dataset, self.batch_size, self.collate_fn, self.seed = dataset, batch_size, collate_fn, seed
+        self.num_workers, self.pin_memory, self.prefetch_factor = num_workers, pin_memory, prefetch_factor
         self.consumed, self.rank_world = consumed, rank_world
         sizes = chunk_sizes or [len(dataset)]
         bounds = np.cumsum([0, *sizes])
@@ -75,6 +105,9 @@ class StepResumableLoader:
             raise ValueError(f"{self.items} training items are fewer than one batch of {self.batch_size} per rank")
         epoch, start = divmod(self.consumed(), batches)
         indices = self.epoch_indices(epoch)
+        if self.num_workers > 0:
+            yield from self._from_workers(indices, start, batches)
+            return
         cache: dict[int, Any] = {}
         for b in range(start, batches):
             wanted = [int(i) for i in indices[b * self.batch_size : (b + 1) * self.batch_size]]
@@ -83,3 +116,36 @@ class StepResumableLoader:
                 for i in sorted(set(int(j) for j in ahead) - cache.keys()):
                     cache[i] = self.dataset[i]
             yield self.collate_fn([cache.pop(i) for i in wanted])
+
+    def _from_workers(self, indices: np.ndarray, start: int, batches: int) -> Iterator[Any]:
+        """Batches ``start..batches-1`` of ``indices``, each read and collated whole by one worker, in order."""
+        from torch.utils.data import DataLoader
+
+        plan = [
+            [int(i) for i in indices[b * self.batch_size : (b + 1) * self.batch_size]] for b in range(start, batches)
+        ]
+        loader = DataLoader(
+            _BatchReader(self.dataset, self.collate_fn),
+            sampler=plan,
+            batch_size=None,  # each sampled element is a whole batch of indices
+            collate_fn=_as_is,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            prefetch_factor=self.prefetch_factor,
+        )
+        yield from loader
+
+
+class _BatchReader:
+    """Map-style view whose item at a list of indices is their collated batch; items are read in store order."""
+
+    def __init__(self, dataset: Any, collate_fn: Callable[[list], Any]) -> None:
+        self.dataset, self.collate_fn = dataset, collate_fn
+
+    def __getitem__(self, indices: list[int]) -> Any:
+        items = {i: self.dataset[i] for i in sorted(indices)}  # sequential within each chunk
+        return self.collate_fn([items[i] for i in indices])
+
+
+def _as_is(batch: Any) -> Any:
+    return batch

@@ -7,6 +7,7 @@ order, so a resumed run produces the same checksums as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing as mp
@@ -18,8 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from mmtrain.data.images import ImageRejected, ResizeSpec, load_image, read_archive_member, resolve_inside
+from mmtrain.data.loader import resolve_workers
 from mmtrain.data.sources.base import Sample, SourceReport
-from mmtrain.data.store import FORMAT_VERSION, MANIFEST, coco_references, config_hash, read_manifest, write_split
+from mmtrain.data.store import (
+    FORMAT_VERSION,
+    MANIFEST,
+    ImageCoding,
+    coco_references,
+    config_hash,
+    read_manifest,
+    write_split,
+)
 from mmtrain.data.text import CaptionStats, clean_captions
 from mmtrain.errors import UserError
 from mmtrain.io import write_bytes, write_json, write_jsonl
@@ -62,6 +72,13 @@ def _save_shard(path: Path, results: list) -> None:
     write_json(path.with_suffix(".json"), [[image_id, reason] for image_id, _, reason in results], indent=None)
 
 
+def _vocab_size(model: bytes) -> int:
+    """The size of the trained vocabulary (SentencePiece stops below the asked size on a small corpus)."""
+    from mmtrain.tokens import Tokenizer
+
+    return Tokenizer(model).vocab_size
+
+
 def _load_shard(path: Path) -> list:
     index = json.loads(path.with_suffix(".json").read_text())
     images = iter(np.load(path.with_suffix(".npy"), allow_pickle=False))
@@ -76,11 +93,13 @@ class Preprocessor:
         out_dir: the store folder.
         resize: image sizing.
         text: caption cleaning and tokenizer settings.
-        num_workers: decoding processes (0: all cores).
+        num_workers: decoding processes: a count (0 decodes in this process) or ``auto`` (one per core).
         strict: any rejected image stops the run before anything is written.
         shard_size: images per resumable work unit.
         fingerprint: the source's settings, part of the config hash.
         check_content: also look for identical image bytes across splits (not only ids and paths).
+        image_coding: how the store keeps images (default JPEG at quality 90; ``ImageCoding(format="raw")``).
+        dataset: what the store is made from (name, source, root), recorded in the manifest for run records.
     """
 
     def __init__(
@@ -90,17 +109,24 @@ class Preprocessor:
         out_dir: str,
         resize: ResizeSpec,
         text: TextSpec,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         strict: bool = False,
         shard_size: int = 512,
         fingerprint: dict | None = None,
         check_content: bool = True,
+        image_coding: ImageCoding | None = None,
+        dataset: dict | None = None,
     ) -> None:
         self.source, self.out = source, Path(out_dir)
         self.resize, self.text, self.strict, self.shard_size = resize, text, strict, shard_size
-        self.num_workers = num_workers or mp.cpu_count()
+        self.num_workers = resolve_workers(num_workers, key="num_workers")
         self.check_content = check_content
-        self.hash = config_hash({"fingerprint": fingerprint, "resize": resize, "text": text, "v": FORMAT_VERSION})
+        self.coding = image_coding or ImageCoding()
+        self.dataset = dataset
+        hashed = {"fingerprint": fingerprint, "resize": resize, "text": text, "v": FORMAT_VERSION}
+        if self.coding.format != "raw":  # raw stores keep the hash they had before stores could hold JPEG
+            hashed["image"] = self.coding.describe()
+        self.hash = config_hash(hashed)
 
     def run(self) -> dict:
         """Preprocess (or do nothing when a complete store with the same config hash exists); return the manifest."""
@@ -120,11 +146,23 @@ class Preprocessor:
         decoded = self._decode(by_split)
         rejected = [(s, decoded[s.image_id][1]) for s in samples if decoded[s.image_id][1]]
         rejected += [(s, "no_captions") for s in samples if not decoded[s.image_id][1] and not cleaned[s.image_id]]
+        self._stop_if_mostly_missing(samples, rejected)
         if self.strict and rejected:
             shutil.rmtree(self.out / ".work", ignore_errors=True)
             s, reason = rejected[0]
             raise UserError(f"{s.image_root / s.file}: {reason} ({len(rejected)} rejected in all; strict=true)")
         return self._write(by_split, cleaned, decoded, rejected, stats, report)
+
+    def _stop_if_mostly_missing(self, samples: list[Sample], rejected: list) -> None:
+        """A wrong image root: write ``rejected.jsonl`` (every missing file) and stop with how many, where, e.g."""
+        from mmtrain.data.validate import missing_images
+
+        problem = missing_images(samples, {s.image_id: reason for s, reason in rejected})
+        if problem:
+            self.out.mkdir(parents=True, exist_ok=True)
+            rows = ({"split": s.split, "image_id": s.image_id, "file": s.file, "reason": r} for s, r in rejected)
+            write_jsonl(self.out / "rejected.jsonl", rows)
+            raise UserError(f"{problem}; each is listed in {self.out / 'rejected.jsonl'}")
 
     def _validate(self, samples: list[Sample]) -> dict[str, list[Sample]]:
         by_split: dict[str, list[Sample]] = {split: [] for split in SPLITS}
@@ -164,8 +202,9 @@ class Preprocessor:
             results.update({i: (image, reason) for i, image, reason in _load_shard(Path(path))})
         total = sum(len(t[1]) for t in tasks)
         with progress_bar("decoding images", total) as advance:
-            with mp.get_context("fork").Pool(self.num_workers) as pool:
-                for path, shard in pool.imap_unordered(_decode_shard, tasks):
+            pool = mp.get_context("fork").Pool(self.num_workers) if self.num_workers else None
+            with pool or contextlib.nullcontext():
+                for path, shard in (pool.imap_unordered if pool else map)(_decode_shard, tasks):
                     _save_shard(Path(path), shard)
                     results.update({i: (image, reason) for i, image, reason in shard})
                     advance(len(shard))
@@ -185,7 +224,7 @@ class Preprocessor:
         splits = {}
         for split, samples in kept.items():
             items = ((s.image_id, decoded[s.image_id][0], cleaned[s.image_id]) for s in samples)
-            checksum = write_split(self.out, split, items, count_hint=len(samples))
+            checksum = write_split(self.out, split, items, count_hint=len(samples), coding=self.coding)
             refs = coco_references([(s.image_id, s.file, s.captions) for s in samples], f"{split} references")
             write_json(self.out / f"references_{split}.json", refs, indent=None)
             reasons = Counter(r.split(":")[0] for s, r in rejected if s.split == split)
@@ -209,10 +248,12 @@ class Preprocessor:
             "splits": splits,
             "tokenizer": {
                 "file": "tokenizer.model",
-                "vocab_size": self.text.vocab_size,
+                "vocab_size": _vocab_size(model),
+                "vocab_size_asked": self.text.vocab_size,
                 "model_type": self.text.model_type,
             },
             "image_size": self.resize.size,
+            "image": self.coding.describe(),
             "text": {"lowercase": self.text.lowercase, "max_words": self.text.max_words},
             "resize": {"size": self.resize.size, "mode": self.resize.mode, "max_pixels": self.resize.max_pixels},
             "source": {
@@ -221,6 +262,7 @@ class Preprocessor:
                 "warnings": report.warnings,
             },
             "extras": sorted(report.extras),
+            "dataset": self.dataset,
         }
         write_json(self.out / MANIFEST, manifest)
         shutil.rmtree(self.out / ".work", ignore_errors=True)

@@ -176,6 +176,23 @@ def write_items(final: Path, items: Iterable[dict], *, count_hint: int = 0) -> i
     return count
 
 
+def open_split(source):
+    """LitData's ``StreamingDataset`` over a split, in store order: a folder, or ``Dir(cache, URL)`` for a store URL.
+
+    The cache budget is given explicitly: left unset, LitData works one out and logs it each time a loader is built
+    (at every validation). For a URL it is 75% of the cache folder's free disk, LitData's own default; a local folder
+    is read in place, so its budget is never used (1 TiB keeps LitData from warning about a small one).
+    """
+    from litdata import StreamingDataset
+
+    if isinstance(source, (str, Path)):
+        source, budget = str(source), 1 << 40
+    else:
+        Path(source.path).mkdir(parents=True, exist_ok=True)
+        budget = int(0.75 * shutil.disk_usage(source.path).free)
+    return StreamingDataset(source, shuffle=False, drop_last=False, max_cache_size=budget)
+
+
 def require_store(store_dir: str | Path) -> tuple[Path, dict]:
     """Check that ``store_dir`` holds a complete preprocessed store; return its path and manifest."""
     path = Path(store_dir)

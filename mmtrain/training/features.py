@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmtrain.data.store import config_hash, require_store, write_items
+from mmtrain.data.store import config_hash, item_image, require_store, write_items
 from mmtrain.errors import UserError
 from mmtrain.models.encoders import TimmEncoder
 
@@ -115,7 +115,7 @@ def _encoded_items(split_dir: Path, encoder: TimmEncoder, batch_size: int) -> It
     with progress_bar(f"encoding {split_dir.name}", len(stream)) as advance:
         for start in range(0, len(stream), batch_size):
             items = [stream[i] for i in range(start, min(start + batch_size, len(stream)))]
-            tokens = _encode(encoder, np.stack([item["image"] for item in items]))  # (B, N, D)
+            tokens = _encode(encoder, np.stack([item_image(item) for item in items]))  # (B, N, D)
             for item, features in zip(items, tokens, strict=True):
                 yield {"image_id": int(item["image_id"]), "features": features, "captions": item["captions"]}
             advance(len(items))

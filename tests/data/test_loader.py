@@ -1,8 +1,15 @@
-"""The step-positioned training loader: same order for the same seed, exact restart mid-epoch, disjoint ranks."""
+"""The step-positioned training loader: same order for the same seed, exact restart mid-epoch, disjoint ranks, and
+the same batches whether worker processes read them or the training process does."""
 
 from __future__ import annotations
 
-from mmtrain.data.loader import StepResumableLoader
+import os
+
+import pytest
+import torch
+
+from mmtrain.data.loader import StepResumableLoader, resolve_workers
+from mmtrain.errors import UserError
 
 
 def make(consumed: int = 0, rank: int = 0, world: int = 1, seed: int = 0) -> StepResumableLoader:
@@ -77,3 +84,32 @@ def test_a_batch_larger_than_a_shuffle_window_is_read_whole():
     batches = list(loader)
     assert [len(b) for b in batches] == [32, 32, 32]
     assert sorted(i for b in batches for i in b) == list(range(96))
+
+
+def _all_batches(store, workers: int, consumed: int = 0) -> list:
+    from mmtrain.data.datamodule import CaptionDataModule
+
+    loader = CaptionDataModule(store=str(store), batch_size=16, num_workers=workers).train_dataloader()
+    loader.consumed = lambda: consumed
+    return list(loader)
+
+
+@pytest.mark.parametrize("consumed", [0, 4], ids=["epoch_start", "mid_epoch"])
+def test_two_workers_give_exactly_the_batches_read_in_process(tiny_jpeg_store, consumed):
+    in_process, workers = _all_batches(tiny_jpeg_store, 0, consumed), _all_batches(tiny_jpeg_store, 2, consumed)
+    assert len(in_process) == len(workers) == 6 - consumed  # 96 images, 16 a batch
+    for a, b in zip(in_process, workers, strict=True):
+        assert a.image_ids.tolist() == b.image_ids.tolist()
+        assert torch.equal(a.images, b.images) and a.images.shape == (16, 3, 32, 32)  # decoded from JPEG by workers
+        assert a.caption_pool == b.caption_pool and a.mirrored_pool == b.mirrored_pool
+
+
+@pytest.mark.parametrize("value,count", [(0, 0), (3, 3), ("2", 2), ("auto", len(os.sched_getaffinity(0)))])
+def test_worker_counts_are_whole_numbers_or_auto(value, count):
+    assert resolve_workers(value, key="datamodule.num_workers") == count
+
+
+@pytest.mark.parametrize("value", [-1, "many", 1.5, "", True])
+def test_a_bad_worker_count_names_its_key(value):
+    with pytest.raises(UserError, match=r"^datamodule.num_workers: must be a whole number .* or auto, got"):
+        resolve_workers(value, key="datamodule.num_workers")
