@@ -8,10 +8,15 @@ import sys
 from collections.abc import Callable, Iterator
 
 
+def interactive() -> bool:
+    """Whether progress is drawn as a live bar: stderr is a terminal, or MMTRAIN_PROGRESS=1 asks for it."""
+    return sys.stderr.isatty() or os.environ.get("MMTRAIN_PROGRESS") == "1"
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; shows a bar with count, rate and ETA on a terminal (or with MMTRAIN_PROGRESS=1)."""
-    show = (sys.stderr.isatty() or os.environ.get("MMTRAIN_PROGRESS") == "1") and total > 0
+    show = interactive() and total > 0
     if not show:
         yield lambda n: None
         return

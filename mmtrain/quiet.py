@@ -31,22 +31,34 @@ IGNORED_WARNINGS = (
     r"Checkpoint directory .* exists and is not empty",
     # lightning's hint to install its cloud checkpoint package
     r".*litmodels",
+    # a deprecation inside Lightning itself, nothing a user can change
+    r".*isinstance\(treespec, LeafSpec\)",
+    # the store's datasets know their length; the warning is about worker sharding, which LitData handles
+    r"Your `IterableDataset` has `__len__` defined",
 )
 KEEP_INFO = ("pytorch_lightning.callbacks.model_summary", "lightning.pytorch.callbacks.model_summary")
 
 
-class _DropAdverts(logging.Filter):
+class _ThirdPartyInfo(logging.Filter):
+    """Drops INFO lines of third-party loggers and their adverts, whatever level those loggers set themselves.
+
+    Lightning sets its own loggers to INFO when it is imported (after this runs), so levels alone cannot do it.
+    """
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litmodels" not in record.getMessage() and "💡" not in record.getMessage()
+        if "💡" in record.getMessage() or "litmodels" in record.getMessage():
+            return False
+        if record.levelno >= logging.WARNING or record.name.startswith(KEEP_INFO):
+            return True
+        return record.name.split(".")[0] not in THIRD_PARTY
 
 
 def quiet_third_parties() -> None:
-    """Raise third-party loggers to WARNING and drop the warnings listed above."""
+    """Filter third-party INFO lines out of every root handler and drop the warnings listed above."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _ThirdPartyInfo) for f in handler.filters):
+            handler.addFilter(_ThirdPartyInfo())
     for name in THIRD_PARTY:
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.WARNING)
-        logger.addFilter(_DropAdverts())
-    for name in KEEP_INFO:
-        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)

@@ -205,3 +205,48 @@ def dataset_stamp(store: Path, *, url: str | None = None) -> dict[str, Any]:
 def _json_ready(value: Any) -> Any:
     """The config as plain JSON types (paths and other objects become strings)."""
     return json.loads(json.dumps(value, default=str))
+
+
+def store_dataset(manifest: dict, store: str | Path) -> dict[str, Any]:
+    """What a store was made from, as its manifest says: name, source, root, and each split's checksum and size."""
+    made_from = manifest.get("dataset") or {}
+    splits = {name: split for name, split in manifest.get("splits", {}).items() if isinstance(split, dict)}
+    return {
+        "name": made_from.get("name", "unknown (the store predates dataset records)"),
+        "store": str(store),
+        "root": made_from.get("root"),
+        "source": made_from.get("source"),
+        "checksums": {name: split.get("checksum") for name, split in splits.items()},
+        "images": {name: split.get("images") for name, split in splits.items()},
+        "resize": manifest.get("resize") or {"size": manifest.get("image_size")},
+    }
+
+
+def best_validation(metrics_csv: Path, monitor: str) -> dict[str, Any] | None:
+    """The validation row of ``metrics.csv`` with the highest ``monitor`` (the first such, as the checkpoint keeps).
+
+    Returns ``{"step": N, "metrics": {name: value}}`` with that row's validation figures, or None before any.
+    """
+    import csv
+
+    try:
+        with open(metrics_csv, encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError:
+        return None
+    best: dict[str, Any] | None = None
+    for row in rows:
+        value = _number(row.get(monitor))
+        if value is None or (best is not None and value <= best["value"]):
+            continue
+        figures = {k: _number(v) for k, v in row.items() if k.startswith("val") and _number(v) is not None}
+        # Lightning logs a validation at the index of the last trained step; the checkpoint counts steps done
+        best = {"value": value, "step": int(float(row.get("step") or 0)) + 1, "metrics": figures}
+    return None if best is None else {"step": best["step"], "metrics": best["metrics"]}
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None

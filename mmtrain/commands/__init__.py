@@ -148,3 +148,30 @@ def _save_resolved_config(cfg) -> None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def require_split(manifest: dict, split: str, store, why: str) -> None:
+    """A one-line error when the store's ``split`` holds no image, naming the split, the store and the remedy."""
+    images = manifest.get("splits", {}).get(split, {}).get("images", 0)
+    if not images:
+        raise UserError(
+            f"{store}: the {split} split is empty (0 images) and {why}; preprocess again with "
+            f"data.{split}_fraction=0.1 to hold out images (or give the source a {split} split)"
+        )
+
+
+def record_dataset(cfg, manifest: dict, store) -> dict:
+    """Make ``cfg.data`` name the dataset the store was made from, and rewrite ``config.yaml`` with it.
+
+    A command that reads a store (fit) composes a default ``data`` group that says nothing of the store; the store's
+    manifest knows its name, source, root and checksums. Returns that record.
+    """
+    from omegaconf import open_dict
+
+    from mmtrain.runinfo import store_dataset
+
+    dataset = store_dataset(manifest, store)
+    with open_dict(cfg):
+        cfg.data = {**dataset, "scenes": bool(cfg.data.get("scenes", False))}
+    _save_resolved_config(cfg)
+    return dataset

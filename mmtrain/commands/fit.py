@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mmtrain.commands import record_dataset, require_split
 from mmtrain.errors import UserError
 
 log = logging.getLogger("mmtrain.fit")
@@ -90,6 +91,7 @@ def build_module(cfg: DictConfig, datamodule):
         extra={
             "store": datamodule.location,
             "data": str(cfg.data.name),
+            "dataset": OmegaConf.to_container(cfg.data, resolve=True),
             "resize": datamodule.manifest.get("resize", {"size": datamodule.manifest["image_size"]}),
         },
         ema=ema,
@@ -130,8 +132,10 @@ def build_trainer(cfg: DictConfig, out: Path):
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
-    from mmtrain.training.callbacks import FiniteLoss, RNGState, SignalCheckpoint, StepAwareProgressBar
+    from mmtrain.progress import interactive
+    from mmtrain.training.callbacks import FiniteLoss, RNGState, SignalCheckpoint
     from mmtrain.training.checkpoint_io import AtomicCheckpointIO
+    from mmtrain.training.progress import progress_callbacks
 
     ckpt_dir = out / "checkpoints"
     monitor = str(cfg.checkpoint_monitor)
@@ -145,7 +149,7 @@ def build_trainer(cfg: DictConfig, out: Path):
         periodic,
         SignalCheckpoint(ckpt_dir),
         FiniteLoss(ckpt_dir, int(cfg.nonfinite_skips)),
-        StepAwareProgressBar(),
+        *progress_callbacks(every=int(cfg.trainer.log_every_n_steps), image_size=int(cfg.data.resize.size)),
     ]
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     return pl.Trainer(
@@ -155,6 +159,7 @@ def build_trainer(cfg: DictConfig, out: Path):
         logger=CSVLogger(str(out), name="logs", version=""),
         enable_model_summary=True,
         plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=interactive(),  # otherwise a line every log_every_n_steps steps
     )
 
 
@@ -191,6 +196,19 @@ def _best_score(trainer) -> float | None:
     return None if score is None else float(score)
 
 
+def _best_record(out: Path, monitor: str, last_metrics: dict) -> dict:
+    """The monitored metric, the step of best.ckpt and its validation figures (``metrics``), and the last step's."""
+    from mmtrain.runinfo import best_validation
+
+    best = best_validation(out / "logs" / "metrics.csv", monitor)
+    return {
+        "monitor": monitor,
+        "best_step": None if best is None else best["step"],
+        "metrics": {} if best is None else best["metrics"],
+        "last_metrics": last_metrics,
+    }
+
+
 def run(cfg: DictConfig) -> dict:
     import pytorch_lightning as pl
     import torch
@@ -203,6 +221,8 @@ def run(cfg: DictConfig) -> dict:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out = Path(cfg.out)
     datamodule = instantiate(cfg.datamodule)
+    require_split(datamodule.manifest, "val", datamodule.location, "fit validates on it to choose best.ckpt")
+    record_dataset(cfg, datamodule.manifest, datamodule.location)  # config.yaml names the store's own dataset
     module = build_module(cfg, datamodule)
     use_feature_cache(cfg, datamodule, module)
     trainer = build_trainer(cfg, out)
@@ -214,10 +234,11 @@ def run(cfg: DictConfig) -> dict:
         _stop_if_interrupted(trainer)
         raise
     wait_for_ranks(ranks)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    last_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = str(out / "checkpoints" / "best.ckpt")
     summary = {"out": str(out), "best_checkpoint": best, "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
-    summary.update({"global_step": trainer.global_step, "metrics": metrics, "best_score": _best_score(trainer)})
+    summary.update({"global_step": trainer.global_step, "best_score": _best_score(trainer)})
+    summary.update(_best_record(out, str(cfg.checkpoint_monitor), last_metrics))
     summary["world_size"] = trainer.world_size
     if trainer.is_global_zero:
         write_json(out / "fit_summary.json", {**summary, "stamp": stamp})

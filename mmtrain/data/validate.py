@@ -139,3 +139,27 @@ def split_overlap(samples: list[Sample], *, by_content: bool = True) -> list[str
     if by_content:
         problems += _by_content(samples)
     return problems
+
+
+MOSTLY_MISSING = 0.5  # a split with more than this share of its images missing has a wrong image root
+
+
+def missing_images(samples: list[Sample], reasons: dict[int, str]) -> str | None:
+    """A one-line explanation when most images of a split are missing on disk, else None.
+
+    Args:
+        samples: every sample, in source order.
+        reasons: rejection reason (``"missing: PATH"``, ...) by image id.
+    """
+    for split in ("train", "val", "test"):
+        members = [s for s in samples if s.split == split]
+        missing = [s for s in members if reasons.get(s.image_id, "").startswith("missing")]
+        if members and len(missing) > MOSTLY_MISSING * len(members):
+            roots = sorted({str(s.archive or s.image_root) for s in missing})
+            where = roots[0] if len(roots) == 1 else f"{roots[0]} (and {len(roots) - 1} more roots)"
+            examples = ", ".join(s.file for s in missing[:EXAMPLES_PER_LINE])
+            return (
+                f"{len(missing)} of the {len(members)} {split} images are missing under {where} "
+                f"(e.g. {examples}); check the image root (data.source.image_root or data.root)"
+            )
+    return None
