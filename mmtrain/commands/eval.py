@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mmtrain.commands import require_split
 from mmtrain.errors import UserError
 
 log = logging.getLogger("mmtrain.eval")
@@ -51,6 +52,8 @@ def _caption_split(cfg: DictConfig) -> tuple[Path, Path, Path, str | None]:
     if not (store / f"references_{cfg.split}.json").is_file():
         raise UserError(f"{source}: no '{cfg.split}' split in this store (set store=PATH or split=val|test)")
     data = remote or CaptionDataModule(store=str(store), eval_batch_size=int(cfg.batch_size))
+    require_split(data.manifest, cfg.split, source, f"eval split={cfg.split} has nothing to caption")
+    _check_image_size(model, data.manifest, cfg.ckpt, source)
     decoding = model.decoding if cfg.use_checkpoint_decoding else instantiate(cfg.decoding)
     results = []
     loader = data.loader(cfg.split)
@@ -66,6 +69,17 @@ def _caption_split(cfg: DictConfig) -> tuple[Path, Path, Path, str | None]:
     if model.captioner.contrastive is not None:
         _write_retrieval(cfg, model, data, store)
     return path, store / f"references_{cfg.split}.json", store, data.url
+
+
+def _check_image_size(model, manifest: dict, ckpt: str, store: str) -> None:
+    """A store of another image size than the checkpoint's: one line naming both, before any tensor shape clash."""
+    trained = int(model.extra.get("resize", {}).get("size") or model.captioner.encoder.img_size)
+    stored = int(manifest.get("image_size", trained))
+    if stored != trained:
+        raise UserError(
+            f"{ckpt} was trained on {trained} px images but {store} holds {stored} px images; "
+            f"evaluate on a store preprocessed with data.resize.size={trained} (store=PATH)"
+        )
 
 
 def _write_retrieval(cfg: DictConfig, model, data, store: Path) -> None:
