@@ -11,6 +11,21 @@ from pathlib import Path
 from mmtrain.io import write_bytes, write_json, write_text
 
 
+def _trained_on(extra: dict) -> str:
+    """The dataset the store was made from: name, image root, and each split's checksum (from the store manifest)."""
+    dataset = extra.get("dataset") or {}
+    text = str(dataset.get("name") or extra.get("data", "unknown"))
+    if dataset.get("root"):
+        text += f" (images under `{dataset['root']}`)"
+    if dataset.get("store"):
+        text += f", store `{dataset['store']}`"
+    images = dataset.get("images") or {}
+    sums = {split: value for split, value in (dataset.get("checksums") or {}).items() if value and images.get(split)}
+    if sums:
+        text += "; checksums " + ", ".join(f"{split} `{value[:12]}`" for split, value in sums.items())
+    return text
+
+
 def _card(model_config: dict, metrics: dict | None, extra: dict) -> str:
     lines = [
         "# mmtrain captioning model",
@@ -18,7 +33,7 @@ def _card(model_config: dict, metrics: dict | None, extra: dict) -> str:
         f"- encoder: `{model_config['encoder'].get('model_name')}`",
         f"- fusion: `{model_config['fusion'].get('_target_', '').rsplit('.', 1)[-1]}`",
         f"- decoder: {model_config['decoder'].get('num_layers')} layers, width {model_config['decoder'].get('d_model')}",
-        f"- trained on: {extra.get('data', 'unknown')}",
+        f"- trained on: {_trained_on(extra)}",
         f"- weights: {'an exponential moving average' if extra.get('weights') == 'ema' else 'as trained'}",
         "",
         "## Use",
