@@ -1,9 +1,17 @@
-"""Expand caption inputs (files, folders, globs, list files) into image paths, in a stable order."""
+"""Caption inputs: expand files, folders, globs and list files into image paths in a stable order, and stream them
+decoded in batches (``caption`` and ``index`` read image folders of any size this way)."""
 
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmtrain.data.images import ImageRejected, ResizeSpec, load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -44,3 +52,66 @@ def _list_entry(list_file: Path, line: str) -> Path:
         return entry
     beside_list = list_file.parent / entry
     return entry if entry.exists() and not beside_list.exists() else beside_list
+
+
+@dataclass
+class ImageBatch:
+    """Consecutive inputs of :func:`stream_images`, decoded.
+
+    Attributes:
+        positions: input index of each decoded image.
+        paths: their paths.
+        images: uint8 (B, H, W, 3), or None when no image of the batch could be read.
+        failed: ``(path, reason)`` of the inputs of the batch that could not be read, in input order.
+    """
+
+    positions: list[int]
+    paths: list[Path]
+    images: Any
+    failed: list[tuple[str, str]]
+
+
+def stream_images(
+    paths: list[Path], spec: ResizeSpec, *, batch_size: int, num_workers: int = 0
+) -> Iterator[ImageBatch]:
+    """Decode and resize ``paths`` in order, ``batch_size`` inputs at a time, in ``num_workers`` processes (0: here).
+
+    At most ``2 * num_workers`` batches are decoded ahead, so memory does not grow with the number of inputs; an
+    unreadable image is reported in its batch's ``failed`` and the others are kept.
+    """
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _ImageFiles(paths, spec),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate_images,
+        prefetch_factor=2 if num_workers else None,
+    )
+    yield from loader
+
+
+class _ImageFiles:
+    """Map-style: item ``i`` is ``(i, path, image or None, reason or None)`` for the ``i``-th path."""
+
+    def __init__(self, paths: list[Path], spec: ResizeSpec) -> None:
+        self.paths, self.spec = paths, spec
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, Path, np.ndarray | None, str | None]:
+        path = self.paths[index]
+        try:
+            return index, path, load_image(path, self.spec), None
+        except ImageRejected as err:
+            return index, path, None, err.reason
+
+
+def _collate_images(items: list[tuple[int, Path, np.ndarray | None, str | None]]) -> ImageBatch:
+    import torch
+
+    kept = [(i, path, image) for i, path, image, _ in items if image is not None]
+    images = torch.from_numpy(np.stack([image for _, _, image in kept])) if kept else None  # (B, H, W, 3)
+    failed = [(str(path), reason) for _, path, _, reason in items if reason is not None]
+    return ImageBatch([i for i, _, _ in kept], [path for _, path, _ in kept], images, failed)

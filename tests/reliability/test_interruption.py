@@ -223,7 +223,9 @@ def test_a_checkpoint_read_to_check_a_resume_is_handed_to_lightning_not_read_aga
         checkpoint_io.load_checkpoint(path)  # handed over once only
 
 
-IN_PLACE_ALLOWED = ("logs", ".hydra")  # Lightning's CSV log and Hydra's record of the run are appended as it goes
+# Appended as the run goes: Lightning's CSV log, Hydra's record of the run, and caption's rows (whole lines, a batch
+# at a time, so a large folder's captions can be read while it runs; results.json is written whole at the end)
+IN_PLACE_ALLOWED = ("logs", ".hydra", "captions.jsonl")
 
 
 @pytest.mark.slow
