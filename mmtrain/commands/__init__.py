@@ -80,6 +80,10 @@ def _run_task(command: str, module_name: str, cfg) -> tuple[int, float | None]:
 
         check_override_types(command, cfg)
         quiet_third_parties()
+        if command == "fit" or (command == "preprocess" and cfg.get("features")):
+            from mmtrain.commands.pretrained import check_pretrained_encoder
+
+            check_pretrained_encoder(cfg)
         _use_job_folder(cfg)
         _save_resolved_config(cfg)
         module = importlib.import_module(module_name)
