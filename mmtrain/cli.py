@@ -7,6 +7,7 @@ nothing heavy: ``mmtrain --help`` and ``mmtrain eval results=...`` start without
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +44,64 @@ Add debug=true to any command for full tracebacks.
 """
 
 
+COMMON = {  # options every command has, documented once here rather than in each file
+    "out": "the folder this run writes into",
+    "debug": "true: full tracebacks instead of one-line errors",
+    "seed": "random seed",
+}
+SKIPPED = ("defaults", "hydra", "model")  # Hydra's own sections, and fit's model (built from the groups)
+OPTION = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w]*):(?P<value>[^#]*?)\s*(?:#\s?(?P<comment>.*))?$")
+
+
+def options(command: str) -> list[tuple[str, str, str]]:
+    """``(key, default, comment)`` of each option in ``configs/COMMAND.yaml``, nested ones as ``parent.key``.
+
+    Read from the YAML text, so that ``--help`` shows the comments that document each option.
+    """
+    found, parent = [], None
+    for line in (CONFIG_DIR / f"{command}.yaml").read_text(encoding="utf-8").splitlines():
+        match = OPTION.match(line)
+        if match is None or match["key"].startswith("_"):
+            continue
+        key, value = match["key"], match["value"].strip()
+        if not match["indent"]:
+            parent = None if value else key
+            if key not in SKIPPED and not value and match["comment"]:
+                found.append((f"{key}.*", "", match["comment"]))
+            if key not in SKIPPED and value:
+                found.append((key, value, match["comment"] or COMMON.get(key, "")))
+        elif parent and parent not in SKIPPED and len(match["indent"]) == 2 and value:
+            found.append((f"{parent}.{key}", value, match["comment"] or ""))
+    return found
+
+
+def options_help(command: str) -> str:
+    rows = options(command)
+    width = max((len(key) + len(value) for key, value, _ in rows), default=0) + 3
+    lines = [
+        f"  {key}{'=' if value else ' '}{value:<{width - len(key)}}{comment}".rstrip() for key, value, comment in rows
+    ]
+    return f"== mmtrain {command} options (KEY=VALUE) ==\n" + "\n".join(lines) + "\n"
+
+
+def options_markdown() -> str:
+    """docs/options.md: every command's options with their defaults and comments, as ``--help`` shows them."""
+    parts = [
+        "# Options of every command",
+        "",
+        "Generated from the commented config files (`mmtrain/configs/COMMAND.yaml`); `mmtrain COMMAND --help` prints",
+        "the same list, then the config groups and the composed config. Give an option as `KEY=VALUE` after the",
+        "command; group options (`data=csv`, `encoder=vit_b16`, ...) and their keys are in [data.md](data.md),",
+        "[training.md](training.md) and [your-data.md](your-data.md).",
+    ]
+    for command, (_, text) in COMMANDS.items():
+        parts += ["", f"## mmtrain {command}", "", text, "", "| option | default | what it does |", "|---|---|---|"]
+        for key, value, comment in options(command):
+            cell = comment.replace("|", "\\|")
+            parts.append(f"| `{key}` | `{value}` | {cell} |" if value else f"| `{key}` | | {cell} |")
+    return "\n".join(parts) + "\n"
+
+
 def usage() -> str:
     lines = "\n".join(f"  {name:<11} {text}" for name, (_, text) in COMMANDS.items())
     return USAGE.format(commands=lines)
@@ -65,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"mmtrain: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return EXIT_UNKNOWN_COMMAND
+    if "--help" in overrides or "-h" in overrides:
+        print(options_help(command))  # then Hydra's groups and the composed config
     from mmtrain.commands import run_hydra
 
     return run_hydra(command, COMMANDS[command][0], overrides)
