@@ -33,6 +33,7 @@ figure img, figure .missing { display: block; width: 100%; aspect-ratio: 1 / 1; 
   background: var(--line); }
 figure .missing { display: grid; place-items: center; color: var(--muted); }
 figcaption { padding: 8px 10px; font-size: 12px; }
+figcaption p { margin: 2px 0; }
 .score b { color: var(--accent); font-size: 14px; }
 .file { color: var(--muted); overflow-wrap: anywhere; }
 """

@@ -30,12 +30,22 @@ def test_top_k_is_best_first_and_breaks_ties_by_row():
     assert top_k(sims, 5)[1].tolist() == [[1, 3, 2, 4, 0], [0, 1, 2, 3, 4]]
 
 
-def test_exact_search_matches_a_full_sort():
+def test_exact_search_matches_a_full_sort_across_tiles():
     images, queries = clustered(3000, 24), clustered(70, 24, seed=1)
-    scores, ids = ExactSearch(embeddings=images.astype(np.float16), chunk=16).search(queries, 10)
+    scores, ids = ExactSearch(embeddings=images.astype(np.float16), chunk=16, tile=700).search(queries, 10)
     sims = queries @ images.astype(np.float16).astype(np.float32).T
-    assert ids.tolist() == np.argsort(-sims, axis=1, kind="stable")[:, :10].tolist()
-    assert np.allclose(scores, np.take_along_axis(sims, ids, axis=1))
+    reference = np.sort(sims, axis=1)[:, ::-1][:, :10]
+    assert np.allclose(scores, reference, atol=1e-5)  # the same best scores, best first
+    assert np.allclose(np.take_along_axis(sims, ids, axis=1), scores, atol=1e-5)  # of the rows it names
+
+
+def test_exact_ties_go_to_the_lower_row_in_any_tile():
+    """Small dyadic values make every score exact, so equal rows tie exactly wherever their tile is."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(-4, 5, (3000, 8)).astype(np.float32) / 4
+    images[2500] = images[1700] = images[5]
+    scores, ids = ExactSearch(embeddings=images, chunk=16, tile=700).search(images[[5, 1700]], 4)
+    assert ids[:, :3].tolist() == [[5, 1700, 2500]] * 2 and len(set(scores[0, :3].tolist())) == 1
 
 
 def test_faiss_flat_agrees_with_exact_and_ivf_keeps_recall():
