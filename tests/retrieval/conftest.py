@@ -1,4 +1,4 @@
-"""A tiny model with a contrastive head (experiment=shapes_itc), trained for a few steps on the tiny shapes store."""
+"""A tiny model with a contrastive head (experiment=shapes_itc), trained for two steps on the tiny shapes store."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 
 from tests.conftest import TINY_MODEL, run_cli
 
-SHORT = ["trainer.max_steps=4", "trainer.val_check_interval=4", "trainer.log_every_n_steps=2"]
+SHORT = ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1"]
 
 
 @pytest.fixture(scope="session")
 def itc_checkpoint(tiny_store: Path, tmp_path_factory) -> Path:
-    """A checkpoint of a 4-step ``experiment=shapes_itc`` fit with the tiny encoder and decoder."""
+    """A checkpoint of a 2-step ``experiment=shapes_itc`` fit with the tiny encoder and decoder."""
     out = tmp_path_factory.mktemp("fit-itc")
     model = [o for o in TINY_MODEL if not o.startswith(("trainer.max_steps", "trainer.val_check", "trainer.log_every"))]
     result = run_cli("fit", "experiment=shapes_itc", f"data.store={tiny_store}", f"out={out}", *model, *SHORT)
