@@ -113,7 +113,7 @@ class NoCacheCaptioner:
         return self.captioner.parameters()
 
     def start(self, fused, bos: Tensor, group: int) -> tuple[Tensor, _Prefix]:
-        state = _Prefix(bos, self.captioner.decoder.cross_kv(fused.memory), group)
+        state = _Prefix(bos, self.captioner.decoder.cross_kv(fused), group)
         return self._last_logits(state), state
 
     def step(self, input_ids: Tensor, state: _Prefix) -> Tensor:

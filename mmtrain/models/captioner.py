@@ -8,7 +8,6 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from mmtrain.errors import UserError
 from mmtrain.models.decoder import KVCache, TransformerDecoder, init_weights
 from mmtrain.models.encoders import TimmEncoder
 from mmtrain.models.fusion.base import FusionOutput
@@ -49,10 +48,7 @@ class Captioner(nn.Module):
         d_model = probe_decoder.d_model
         self.fusion = fusion(in_dim=encoder.out_dim, d_model=d_model, num_tokens=encoder.num_tokens)
         self.decoder = decoder(vocab_size=vocab_size, cross_attention=self.fusion.uses_cross_attention)
-        if self.fusion.uses_cross_attention and self.decoder.prefix_experts:
-            raise UserError(
-                "decoder.prefix_experts=true needs a prefix to apply to: use fusion=prefix or fusion=concat"
-            )
+        self.decoder.check_fusion(self.fusion)  # a combination of options that means nothing is an error
         self.vocab_size = vocab_size
         init_weights(self.fusion)
         init_weights(self.decoder)
@@ -95,15 +91,7 @@ class Captioner(nn.Module):
 
     def decode(self, fused: FusionOutput, input_ids: Tensor, group: int, cache: KVCache | None = None) -> Tensor:
         """Decoder logits for ``input_ids`` given fused image inputs, ``group`` text rows per image."""
-        return self.decoder(
-            input_ids,
-            prefix=fused.prefix,
-            memory=fused.memory,
-            group=group,
-            prefix_bidirectional=fused.prefix_bidirectional,
-            coords=fused.coords,
-            cache=cache,
-        )
+        return self.decoder(input_ids, fused, group=group, cache=cache)
 
     def start(self, fused: FusionOutput, bos: Tensor, group: int) -> tuple[Tensor, KVCache]:
         """Prefill the KV cache with the image and the bos token; return the next-token logits (N, V)."""

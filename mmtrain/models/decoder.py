@@ -1,218 +1,98 @@
 """A transformer language model with tied embeddings, optional cross-attention and a KV cache.
 
-The decoder reads three things: token ids, an optional *prefix* (embeddings placed before the text, from prefix or
-early fusion) and an optional cross-attention *memory* (image tokens). Sequences that share one image are grouped:
-``group`` consecutive rows of the text batch belong to one memory row, and cross-attention folds them into the query
-axis instead of copying the memory, so beams and multiple captions per image never duplicate image keys/values.
-A prefix is likewise one row per image: it never attends to the text, so its hidden states are computed once per image
-and only its keys/values are shared with the ``group`` text rows that follow it.
+The decoder reads token ids and what the fusion made of the image (:class:`FusionOutput`): an optional *prefix*
+(embeddings placed before the text, from prefix or early fusion) and an optional cross-attention *memory*.
+Sequences that share one image are grouped: ``group`` consecutive text rows belong to one image row, so beams and
+several captions per image never copy the image. Cross-attention folds the group into the query axis; a prefix never
+attends to the text, so its hidden states are computed once per image and only its keys/values are shared.
+
+Options that were tried for one dataset live in :mod:`mmtrain.models.research`, as subclasses of these modules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmtrain.errors import UserError
+from mmtrain.models.attention import Attention
+
+if TYPE_CHECKING:
+    from mmtrain.models.fusion.base import FusionOutput
+
 
 @dataclass
 class KVCache:
-    """Per-layer self-attention keys/values plus cross-attention keys/values computed once per image."""
+    """Per-layer self-attention keys/values, and cross-attention keys/values computed once per image."""
 
     self_kv: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # each (N, H, L, dh)
     cross_kv: list[tuple[Tensor, Tensor] | None] = field(default_factory=list)  # each (B, H, M, dh)
     length: int = 0  # positions already cached (prefix + text)
-    group: int = 1  # text rows per memory row
-    mix: list[Tensor] = field(default_factory=list)  # per layer, the last kernel-1 text inputs of its token mixer
+    group: int = 1  # text rows per image row
+    rows: dict[str, Tensor] = field(default_factory=dict)  # other per-row state of a block, (N, ...) each
+
+    def extend(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append new keys/values (N, H, T, dh) of ``layer``; return all of that layer's (N, H, L+T, dh)."""
+        if layer < len(self.self_kv):
+            past_k, past_v = self.self_kv[layer]
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+            self.self_kv[layer] = (k, v)
+        else:
+            self.self_kv.append((k, v))
+        return k, v
 
     def reorder(self, index: Tensor) -> None:
-        """Keep rows ``index`` of the self-attention cache (beam search); cross K/V is per image, untouched."""
+        """Keep rows ``index`` of every per-row state (beam search); cross K/V is per image, untouched."""
         self.self_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_kv]
-        self.mix = [m.index_select(0, index) for m in self.mix]
+        self.rows = {name: state.index_select(0, index) for name, state in self.rows.items()}
 
 
-class TokenMix(nn.Module):
-    """A causal depthwise convolution over the text positions, added to the block's normalised input.
+class Block(nn.Module):
+    """Pre-norm block: self-attention, optional cross-attention, MLP.
 
-    Each position then carries the few tokens before it, so the query of a function word ("is", "the") already holds
-    the content words just written and can look them up in the image in the same block (Primer's depthwise
-    convolutions; the "canon layers" of Physics of Language Models, part 4.1).
-    """
-
-    def __init__(self, d_model: int, kernel: int) -> None:
-        super().__init__()
-        self.kernel = kernel
-        self.weight = nn.Parameter(torch.randn(d_model, 1, kernel) * 0.1)
-
-    def forward(self, h: Tensor, past: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Mixed ``h`` (N, T, D) given the ``past`` (N, kernel-1, D) inputs before it; also the new past."""
-        n, _, d = h.shape
-        if past is None:
-            past = h.new_zeros(n, self.kernel - 1, d)
-        x = torch.cat([past, h], dim=1)  # (N, kernel-1+T, D)
-        y = F.conv1d(x.transpose(1, 2), self.weight.to(h.dtype), groups=d).transpose(1, 2)  # (N, T, D)
-        return h + y, x[:, x.shape[1] - (self.kernel - 1) :]
-
-
-class Attention(nn.Module):
-    """Multi-head attention over SDPA, usable as self- or cross-attention; ``keys_only`` builds just the keys/values
-    (for tokens that are attended to but never attend).
-
-    With ``coord_readout`` every value carries its token's image position (x, y), zero for text tokens, so each head
-    also returns where in the image it looked (the attention-weighted mean position, a soft-argmax), and a linear
-    layer adds those 2 x heads numbers to the output. "Left of" then needs only attention to the right shape.
+    Args:
+        attention: makes each attention from (d_model, num_heads, dropout); a subclass of :class:`Attention`.
     """
 
     def __init__(
         self,
-        d_model: int,
-        num_heads: int,
-        dropout: float,
-        qk_norm: bool = False,
-        keys_only: bool = False,
-        coord_readout: bool = False,
-    ) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.coord_readout = coord_readout
-        self.coord_out = nn.Linear(2 * num_heads, d_model) if coord_readout and not keys_only else None
-        self.q = None if keys_only else nn.Linear(d_model, d_model)
-        self.kv = nn.Linear(d_model, 2 * d_model)
-        self.out = None if keys_only else nn.Linear(d_model, d_model)
-        self.dropout = dropout
-        # QK-norm: each head's queries and keys are layer-normalised, so attention logits are O(1) from the first step
-        self.q_norm = nn.LayerNorm(d_model // num_heads) if qk_norm and not keys_only else None
-        self.k_norm = nn.LayerNorm(d_model // num_heads) if qk_norm else None
-
-    def split(self, x: Tensor) -> Tensor:
-        n, t, d = x.shape
-        return x.view(n, t, self.num_heads, d // self.num_heads).transpose(1, 2)  # (N, H, T, dh)
-
-    def queries(self, x: Tensor) -> Tensor:
-        """Per-head queries (N, H, T, dh) of ``x`` (N, T, D)."""
-        q = self.split(self.q(x))
-        return q if self.q_norm is None else self.q_norm(q)
-
-    def keys_values(self, x: Tensor, coords: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        k, v = self.kv(x).chunk(2, dim=-1)
-        k, v = self.split(k), self.split(v)
-        if self.coord_readout:
-            n, h, t, _ = v.shape
-            c = v.new_zeros(n, h, t, 2) if coords is None else coords.to(v.dtype).expand(n, h, t, 2)
-            v = torch.cat([v, c], dim=-1)
-        return (k if self.k_norm is None else self.k_norm(k)), v
-
-    def _project(self, y: Tensor) -> Tensor:
-        """Per-head outputs (N, T, H, dh [+2]) -> (N, T, D); the last two channels are the coordinate readout."""
-        n, t = y.shape[:2]
-        if self.coord_out is None:
-            return self.out(y.reshape(n, t, -1))
-        return self.out(y[..., :-2].reshape(n, t, -1)) + self.coord_out(y[..., -2:].reshape(n, t, -1))
-
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = False) -> Tensor:
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)  # (N, H, T, dh)
-        return self._project(y.transpose(1, 2))
-
-    def cross(self, x: Tensor, kv: tuple[Tensor, Tensor], group: int) -> Tensor:
-        """Cross-attend ``x`` (B*group, T, D) to per-image ``kv`` (B, H, M, dh) without copying the memory."""
-        k, v = kv
-        bg, t, _ = x.shape
-        q = self.queries(x)  # (B*G, H, T, dh)
-        q = q.view(bg // group, group, self.num_heads, t, -1).transpose(1, 2)  # (B, H, G, T, dh)
-        q = q.reshape(bg // group, self.num_heads, group * t, -1)  # (B, H, G*T, dh)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        y = y.view(bg // group, self.num_heads, group, t, -1).permute(0, 2, 3, 1, 4)  # (B, G, T, H, dh)
-        return self._project(y.reshape(bg, t, self.num_heads, -1))
-
-
-class PrefixKeys(nn.Module):
-    """The prefix expert of the last block: only the norm and key/value projection, as nothing reads its output."""
-
-    def __init__(self, d_model: int, num_heads: int, qk_norm: bool, coord_readout: bool = False) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(d_model)
-        self.self_attn = Attention(d_model, num_heads, 0.0, qk_norm, keys_only=True, coord_readout=coord_readout)
-
-
-class DecoderLayer(nn.Module):
-    """Pre-norm block: self-attention, optional cross-attention, MLP; optionally separate weights for the prefix.
-
-    In the ``last`` block the prefix (image) stream only lends its keys/values to the text: its own attention and MLP
-    are skipped, and its expert has only the key/value projection.
-    """
-
-    def __init__(
-        self,
+        *,
         d_model: int,
         num_heads: int,
         mlp_ratio: float,
         dropout: float,
         cross_attention: bool,
-        prefix_expert: bool = False,
-        qk_norm: bool = False,
-        last: bool = False,
-        coord_readout: bool = False,
-        token_mix: int = 0,
+        attention: Callable[[int, int, float], Attention] = Attention,
     ) -> None:
         super().__init__()
-        self.last = last
         self.norm1 = nn.LayerNorm(d_model)
-        self.mix = TokenMix(d_model, token_mix) if token_mix > 1 else None
-        self.self_attn = Attention(d_model, num_heads, dropout, qk_norm, coord_readout=coord_readout)
+        self.self_attn = attention(d_model, num_heads, dropout)
         self.norm2 = nn.LayerNorm(d_model) if cross_attention else None
-        self.cross_attn = (
-            Attention(d_model, num_heads, dropout, qk_norm, coord_readout=coord_readout) if cross_attention else None
-        )
+        self.cross_attn = attention(d_model, num_heads, dropout) if cross_attention else None
         self.norm3 = nn.LayerNorm(d_model)
         hidden = int(d_model * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model), nn.Dropout(dropout))
-        # The prefix's own weights (a modality expert): a second block of the same shape without cross-attention, or
-        # in the last block only the norm and key/value projection (nothing reads the prefix's output there).
-        self.prefix_expert: nn.Module | None = None
-        if prefix_expert:
-            self.prefix_expert = (
-                PrefixKeys(d_model, num_heads, qk_norm, coord_readout)
-                if last
-                else DecoderLayer(
-                    d_model, num_heads, mlp_ratio, dropout, False, qk_norm=qk_norm, coord_readout=coord_readout
-                )
-            )
 
     def forward(
-        self,
-        x: Tensor,
-        mask: Tensor | None,
-        cache: KVCache | None,
-        layer: int,
-        cross_kv: tuple[Tensor, Tensor] | None,
-        group: int,
+        self, x: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int, cross_kv: tuple | None, group: int
     ) -> Tensor:
-        h = self.norm1(x)
-        if self.mix is not None:
-            past = cache.mix[layer] if cache is not None and layer < len(cache.mix) else None
-            h, past = self.mix(h, past)
-            if cache is not None:
-                if layer < len(cache.mix):
-                    cache.mix[layer] = past
-                else:
-                    cache.mix.append(past)
+        """Text rows ``x`` (N, T, D) attending causally (``mask``) to themselves and to what ``cache`` holds."""
+        x = x + self.attend_self(self.norm1(x), mask, cache, layer)
+        return self.cross_and_mlp(x, cross_kv, group)
+
+    def attend_self(self, h: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int) -> Tensor:
         q = self.self_attn.queries(h)  # (N, H, T, dh)
         k, v = self.self_attn.keys_values(h)
         if cache is not None:
-            if layer < len(cache.self_kv):
-                pk, pv = cache.self_kv[layer]
-                k, v = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
-                cache.self_kv[layer] = (k, v)
-            else:
-                cache.self_kv.append((k, v))
-        # A single new query attends to every cached position: no mask needed.
-        x = x + self.self_attn.attend(q, k, v, mask if x.shape[1] > 1 else None)
-        return self._cross_and_mlp(x, cross_kv, group)
+            k, v = cache.extend(layer, k, v)  # (N, H, L, dh)
+        return self.self_attn.attend(q, k, v, mask if h.shape[1] > 1 else None)  # one new query sees all: no mask
 
-    def _cross_and_mlp(self, x: Tensor, cross_kv: tuple[Tensor, Tensor] | None, group: int) -> Tensor:
+    def cross_and_mlp(self, x: Tensor, cross_kv: tuple[Tensor, Tensor] | None, group: int) -> Tensor:
         if self.cross_attn is not None and cross_kv is not None:
             x = x + self.cross_attn.cross(self.norm2(x), cross_kv, group)
         return x + self.mlp(self.norm3(x))
@@ -221,39 +101,43 @@ class DecoderLayer(nn.Module):
         self,
         prefix: Tensor,
         text: Tensor,
+        image: FusionOutput,
         *,
-        bidirectional: bool,
+        layer: int,
         text_mask: Tensor,
         cache: KVCache | None,
         cross_kv: tuple[Tensor, Tensor] | None,
         group: int,
-        coords: Tensor | None = None,
+        update_prefix: bool,
     ) -> tuple[Tensor, Tensor]:
         """One block over a per-image ``prefix`` (B, P, D) and its ``group`` text rows each, ``text`` (B*G, T, D).
 
-        The prefix attends only to itself (fully when ``bidirectional``, else causally); each text row attends to its
-        image's prefix keys/values and causally to itself through ``text_mask`` (T, P+T). With a prefix expert the
-        prefix goes through the expert's weights, the text through the block's own. In the last block nothing reads
-        the prefix's output, only its keys/values, so its attention and MLP are skipped and it comes back as is.
+        The prefix attends only to itself (fully when ``image.prefix_bidirectional``, else causally); each text row
+        attends to its image's prefix and causally to itself through ``text_mask`` (T, P+T). Without
+        ``update_prefix`` (the last block: nothing reads its prefix output) the prefix comes back unchanged.
         """
-        expert = self if self.prefix_expert is None else self.prefix_expert
-        attn, pattn = self.self_attn, expert.self_attn
-        hp, ht = expert.norm1(prefix), self.norm1(text)
-        if self.mix is not None:
-            ht, past = self.mix(ht, None)
-            if cache is not None:
-                cache.mix.append(past)
-        kp, vp = pattn.keys_values(hp, coords)  # (B, H, P, dh)
-        kt, vt = attn.keys_values(ht)  # (B*G, H, T, dh)
-        k = torch.cat([kp.repeat_interleave(group, dim=0), kt], dim=2)  # (B*G, H, P+T, dh)
-        v = torch.cat([vp.repeat_interleave(group, dim=0), vt], dim=2)
-        if cache is not None:
-            cache.self_kv.append((k, v))
-        text = self._cross_and_mlp(text + attn.attend(attn.queries(ht), k, v, text_mask), cross_kv, group)
-        if self.last:
+        hp, ht = self.norm1(prefix), self.norm1(text)
+        kp, vp = self.self_attn.keys_values(hp)  # (B, H, P, dh)
+        text = text + attend_text(self.self_attn, ht, kp, vp, text_mask, cache, group)
+        text = self.cross_and_mlp(text, cross_kv, group)
+        if not update_prefix:
             return prefix, text
-        prefix = prefix + pattn.attend(pattn.queries(hp), kp, vp, None, causal=not bidirectional)
-        return expert._cross_and_mlp(prefix, cross_kv, 1), text
+        causal = not image.prefix_bidirectional
+        prefix = prefix + self.self_attn.attend(self.self_attn.queries(hp), kp, vp, None, causal=causal)
+        return self.cross_and_mlp(prefix, cross_kv, 1), text
+
+
+def attend_text(
+    attn: Attention, ht: Tensor, kp: Tensor, vp: Tensor, text_mask: Tensor, cache: KVCache | None, group: int
+) -> Tensor:
+    """Self-attention of normalised text ``ht`` (B*G, T, D) over its image's prefix keys/values (B, H, P, dh) and
+    itself; the joined keys/values start the layer's cache."""
+    kt, vt = attn.keys_values(ht)  # (B*G, H, T, dh)
+    k = torch.cat([kp.repeat_interleave(group, dim=0), kt], dim=2)  # (B*G, H, P+T, dh)
+    v = torch.cat([vp.repeat_interleave(group, dim=0), vt], dim=2)
+    if cache is not None:
+        cache.self_kv.append((k, v))
+    return attn.attend(attn.queries(ht), k, v, text_mask)
 
 
 class TransformerDecoder(nn.Module):
@@ -267,16 +151,7 @@ class TransformerDecoder(nn.Module):
         mlp_ratio: MLP hidden width over ``d_model``.
         dropout: dropout in attention and MLP.
         max_len: the longest prefix + caption, in positions.
-        cross_attention: add a cross-attention sublayer to every block (set by the fusion).
-        prefix_experts: give the prefix (prefix or early fusion's image embeddings) its own norms, attention
-            projections and MLP in every block, while the text keeps the LM's (modality experts, as in VLMo and
-            CogVLM's visual expert). Text still attends to the prefix; per-token compute is unchanged.
-        qk_norm: layer-normalise each head's queries and keys before attention (QK-norm, as in ViT-22B and OLMo 2),
-            in self- and cross-attention.
-        coord_readout: every attention also reads the image position of what it attends to (see :class:`Attention`);
-            positions come from the fusion (``FusionOutput.coords``).
-        token_mix: kernel of a causal depthwise convolution over the text at the input of every block (see
-            :class:`TokenMix`); 0 or 1: none.
+        cross_attention: add a cross-attention sublayer to every block (completed by the captioner from the fusion).
     """
 
     def __init__(
@@ -290,52 +165,39 @@ class TransformerDecoder(nn.Module):
         dropout: float = 0.1,
         max_len: int = 128,
         cross_attention: bool = True,
-        prefix_experts: bool = False,
-        qk_norm: bool = False,
-        coord_readout: bool = False,
-        token_mix: int = 0,
     ) -> None:
         super().__init__()
+        if num_heads < 1 or d_model % num_heads:
+            raise UserError(f"decoder.d_model={d_model} must be a multiple of decoder.num_heads={num_heads}")
         self.d_model, self.max_len = d_model, max_len
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
         self.drop = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            DecoderLayer(
-                d_model,
-                num_heads,
-                mlp_ratio,
-                dropout,
-                cross_attention,
-                prefix_experts,
-                qk_norm,
-                last=i == num_layers - 1,
-                coord_readout=coord_readout,
-                token_mix=token_mix,
-            )
-            for i in range(num_layers)
-        )
+        shape = {"d_model": d_model, "num_heads": num_heads, "mlp_ratio": mlp_ratio, "dropout": dropout}
+        self.layers = nn.ModuleList(self.block(i, num_layers, cross_attention, **shape) for i in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.01)
+
+    def block(self, index: int, num_layers: int, cross_attention: bool, **shape) -> Block:
+        """The block at ``index`` of ``num_layers`` (a subclass may build another kind)."""
+        return Block(cross_attention=cross_attention, **shape)
+
+    def check_fusion(self, fusion: nn.Module) -> None:
+        """Refuse, in one line, a fusion whose output this decoder cannot read; the plain decoder reads them all."""
 
     @property
     def cross_attention(self) -> bool:
         return self.layers[0].cross_attn is not None
 
-    @property
-    def prefix_experts(self) -> bool:
-        return self.layers[0].prefix_expert is not None
-
     def logits(self, h: Tensor) -> Tensor:
         return F.linear(self.norm(h), self.embed.weight)  # tied output embedding
 
-    def cross_kv(self, memory: Tensor | None, coords: Tensor | None = None) -> list[tuple[Tensor, Tensor] | None]:
-        """Project ``memory`` (B, M, D), with its tokens' ``coords`` (M, 2), to each layer's cross-attention keys/values
-        once."""
-        if memory is None or not self.cross_attention:
+    def cross_kv(self, image: FusionOutput | None) -> list[tuple[Tensor, Tensor] | None]:
+        """Each layer's cross-attention keys/values of ``image.memory`` (B, M, D), computed once per image."""
+        if image is None or image.memory is None or not self.cross_attention:
             return [None] * len(self.layers)
-        return [layer.cross_attn.keys_values(memory, coords) for layer in self.layers]
+        return [layer.cross_attn.keys_values(image.memory) for layer in self.layers]
 
     def _run(self, x: Tensor, mask: Tensor | None, cache: KVCache | None, cross: list, group: int) -> Tensor:
         for i, layer in enumerate(self.layers):
@@ -350,43 +212,37 @@ class TransformerDecoder(nn.Module):
         return self.drop(self.embed(input_ids) + self.pos(torch.arange(start, end, device=input_ids.device)))
 
     def forward(
-        self,
-        input_ids: Tensor,
-        *,
-        prefix: Tensor | None = None,
-        memory: Tensor | None = None,
-        group: int = 1,
-        prefix_bidirectional: bool = False,
-        coords: Tensor | None = None,
-        cache: KVCache | None = None,
+        self, input_ids: Tensor, image: FusionOutput | None = None, *, group: int = 1, cache: KVCache | None = None
     ) -> Tensor:
-        """Logits (N, T, V) for the text positions of ``input_ids`` (N, T).
+        """Logits (N, T, V) for the text positions of ``input_ids`` (N, T), given the fused ``image``.
 
-        ``prefix`` (N/group, P, D) and ``memory`` (N/group, M, D) are per image. With ``cache`` the call is a prefill:
-        it fills the cache so that :meth:`step` can continue one token at a time.
+        ``image.prefix`` (N/group, P, D) and ``image.memory`` (N/group, M, D) are per image; without ``image`` the
+        decoder is a plain LM. With ``cache`` the call is a prefill: :meth:`step` then continues one token at a time.
         """
-        cross = self.cross_kv(memory, coords)
+        cross = self.cross_kv(image)
+        prefix = None if image is None else image.prefix
         p, t = (0 if prefix is None else prefix.shape[1]), input_ids.shape[1]
         if cache is not None:
             cache.cross_kv, cache.group, cache.length = cross, group, p + t
         if prefix is None:
-            x = self._embed(input_ids, 0)
-            return self.logits(
-                self._run(x, prefix_lm_mask(0, t, bidirectional=False, device=x.device), cache, cross, group)
-            )
+            x = self._embed(input_ids, 0)  # (N, T, D)
+            mask = prefix_lm_mask(0, t, bidirectional=False, device=x.device)
+            return self.logits(self._run(x, mask, cache, cross, group))
         xt = self._embed(input_ids, p)  # (B*G, T, D)
         xp = self.drop(prefix.to(xt.dtype) + self.pos.weight[:p])  # (B, P, D)
-        text_mask = prefix_lm_mask(p, t, bidirectional=prefix_bidirectional, device=xt.device)[p:]  # (T, P+T)
+        text_mask = prefix_lm_mask(p, t, bidirectional=image.prefix_bidirectional, device=xt.device)[p:]  # (T, P+T)
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             xp, xt = layer.forward_with_prefix(
                 xp,
                 xt,
-                bidirectional=prefix_bidirectional,
+                image,
+                layer=i,
                 text_mask=text_mask,
                 cache=cache,
                 cross_kv=cross[i],
                 group=group,
-                coords=coords,
+                update_prefix=i < last,
             )
         return self.logits(xt)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +42,13 @@ class TimmEncoder(nn.Module):
         import timm
 
         kwargs = dict(model_kwargs or {})
-        if "vit" in model_name or "deit" in model_name or "eva" in model_name:
-            kwargs.setdefault("img_size", img_size)
+        if checkpoint and not Path(checkpoint).is_file():
+            raise UserError(f"{checkpoint}: encoder checkpoint not found")
+        if "img_size" not in kwargs and fixed_input_size(_create(model_name, device="meta", **kwargs)):
+            kwargs["img_size"] = img_size  # a ViT's patch grid (and position embeddings) is set at construction
         if checkpoint:
             kwargs["pretrained_cfg_overlay"] = {"file": str(checkpoint)}
-            if not Path(checkpoint).is_file():
-                raise UserError(f"{checkpoint}: encoder checkpoint not found")
-        try:
-            self.model = timm.create_model(
-                model_name, pretrained=pretrained or bool(checkpoint), num_classes=0, global_pool="", **kwargs
-            )
-        except RuntimeError as err:
-            if "Unknown model" in str(err):
-                raise UserError(f"encoder.model_name={model_name!r}: {err}") from None
-            raise
+        self.model = _create(model_name, pretrained=pretrained or bool(checkpoint), **kwargs)
         self.model_name, self.img_size = model_name, img_size
         self.model_kwargs = dict(model_kwargs or {})  # part of a feature cache's key
         self.channels_last = channels_last
@@ -115,6 +109,45 @@ class TimmEncoder(nn.Module):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         features = self.model.forward_features(images)
+        if features.ndim == 4 and getattr(self.model, "output_fmt", "NCHW") == "NHWC":  # Swin, MambaOut: (B, H, W, C)
+            return features.flatten(1, 2)  # (B, H*W, C)
         if features.ndim == 4:  # CNN grid (B, C, H, W)
             return features.flatten(2).transpose(1, 2)  # (B, H*W, C)
         return features  # (B, N, D)
+
+
+def _create(model_name: str, *, device: str = "cpu", pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """``timm.create_model`` without a classifier or pooling; an unknown name is a ``UserError``.
+
+    On the ``meta`` device nothing is allocated or loaded: the model's structure alone, to look at.
+    """
+    import timm
+
+    try:
+        with torch.device(device):
+            return timm.create_model(model_name, pretrained=pretrained, num_classes=0, global_pool="", **kwargs)
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            raise UserError(f"encoder.model_name={model_name!r}: {err}") from None
+        raise
+
+
+def fixed_input_size(model: nn.Module) -> bool:
+    """Whether timm must be given ``img_size`` to build ``model`` for our input size; decided from the model, not
+    from its name ("vit" is also in levit, mobilevit, fastvit and efficientvit).
+
+    True for ViTs and their kin (DeiT, EVA, BEiT, Swin: a timm ``PatchEmbed`` built for one image size, with position
+    embeddings or windows for its grid) and for other models whose constructor takes ``img_size`` (LeViT's attention
+    biases, MLP-Mixer's token MLPs); False for CNNs and for models such as FastViT that read any size.
+    """
+    from timm.layers import PatchEmbed
+
+    patch_embed = getattr(model, "patch_embed", None)
+    if isinstance(patch_embed, PatchEmbed) and patch_embed.img_size is not None:
+        return True
+    for cls in type(model).__mro__:
+        if cls is nn.Module:
+            break
+        if "img_size" in inspect.signature(cls.__init__).parameters:
+            return True
+    return False

@@ -48,4 +48,4 @@ def test_transformer_mapper_equals_the_full_encoder_stack(num_layers):
         image = fusion.proj(tokens) + fusion.pos
         queries = fusion.queries.expand(3, -1, -1) + fusion._pool(image)
         full = fusion.norm(fusion.net(torch.cat([queries, image], dim=1))[:, :16])
-        assert torch.allclose(fusion(tokens).prefix, full, atol=1e-6)
+        assert torch.allclose(fusion(tokens).prefix, full, atol=1e-5)

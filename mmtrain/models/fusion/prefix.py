@@ -65,6 +65,10 @@ class PrefixFusion(nn.Module):
             raise UserError(f"fusion.queries=pooled needs a square fusion.prefix_len (4, 9, 16, ...), got {prefix_len}")
         if queries == "pooled" and not grid_side(num_tokens):
             raise UserError(f"fusion.queries=pooled needs a square grid of image tokens, got {num_tokens} tokens")
+        if queries == "pooled" and mapper == "mlp":
+            raise UserError("fusion.queries=pooled has no queries to start with fusion.mapper=mlp (it pools the image)")
+        if mapper != "mlp" and (num_heads < 1 or d_model % num_heads):
+            raise UserError(f"fusion.num_heads={num_heads} must divide the decoder width d_model={d_model}")
         self.prefix_len, self.d_model, self.mapper = prefix_len, d_model, mapper
         self.pool_side = side if queries == "pooled" else 0
         self.bidirectional = bidirectional

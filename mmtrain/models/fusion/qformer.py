@@ -1,17 +1,19 @@
-"""Q-Former-style fusion: learned queries cross-attend to image tokens; their outputs become the memory."""
+"""Q-Former-style fusion: learned queries read the image; the decoder cross-attends to the queries' outputs."""
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from mmtrain.models.fusion.base import FusionOutput, grid_position_embedding
+from mmtrain.models.fusion.base import FusionOutput
+from mmtrain.models.fusion.prefix import PrefixFusion
 
 
-class QFormerFusion(nn.Module):
+class QFormerFusion(PrefixFusion):
     """A few learned queries read the image through cross-attention layers; the decoder cross-attends to them.
 
-    This compresses N image tokens to ``num_queries`` (BLIP-2's bottleneck) before the decoder sees them.
+    This compresses N image tokens to ``num_queries`` (BLIP-2's bottleneck) before the decoder sees them. The queries
+    are prefix fusion's resampler mapper (one implementation); only where its output goes differs: a cross-attention
+    memory here, embeddings before the text there.
 
     Args:
         in_dim: encoder token width (completed by the captioner).
@@ -20,6 +22,8 @@ class QFormerFusion(nn.Module):
         num_queries: learned queries.
         num_layers: query transformer depth.
         num_heads: attention heads.
+        queries: ``learned`` or ``pooled`` (see :class:`PrefixFusion`).
+        merge: merge each ``merge`` x ``merge`` block of the image grid into one token before the queries read it.
     """
 
     uses_cross_attention = True
@@ -33,18 +37,21 @@ class QFormerFusion(nn.Module):
         num_queries: int = 16,
         num_layers: int = 2,
         num_heads: int = 4,
+        queries: str = "learned",
+        merge: int = 1,
     ) -> None:
-        super().__init__()
-        self.proj = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, d_model))
-        self.pos = nn.Parameter(grid_position_embedding(num_tokens, d_model))  # (N, D)
-        self.queries = nn.Parameter(torch.zeros(num_queries, d_model))  # (Q, D)
-        nn.init.trunc_normal_(self.queries, std=0.02)
-        layer = nn.TransformerDecoderLayer(d_model, num_heads, 4 * d_model, 0.0, batch_first=True, norm_first=True)
-        self.net = nn.TransformerDecoder(layer, num_layers)
-        self.norm = nn.LayerNorm(d_model)
+        super().__init__(
+            in_dim=in_dim,
+            d_model=d_model,
+            num_tokens=num_tokens,
+            prefix_len=num_queries,
+            mapper="resampler",
+            num_layers=num_layers,
+            num_heads=num_heads,
+            queries=queries,
+            merge=merge,
+        )
 
     def forward(self, image_tokens: Tensor) -> FusionOutput:
-        memory = self.proj(image_tokens) + self.pos  # (B, N, D)
-        queries = self.queries.expand(memory.shape[0], -1, -1)  # (B, Q, D)
-        out = self.norm(self.net(queries, memory))  # (B, Q, D)
-        return FusionOutput(memory=out, prefix=None, prefix_bidirectional=False)
+        queries = super().forward(image_tokens).prefix  # (B, Q, D)
+        return FusionOutput(memory=queries, prefix=None, prefix_bidirectional=False, coords=self.coords)
