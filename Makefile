@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(if $(strip $(TORCH_PINS)),$(BIN)/pip install -q $(TORCH_PINS))
-	$(BIN)/pip install -q -e '.[dev,cluster,retrieval]' $(TORCH_PINS)
+	$(BIN)/pip install -q -e '.[dev,cluster,retrieval,loggers]' $(TORCH_PINS)
 	touch $@
 
-install: $(STAMP) ## Create .venv and install mmtrain with dev, cluster and retrieval extras (idempotent)
+install: $(STAMP) ## Create .venv and install mmtrain with dev, cluster, retrieval and loggers extras (idempotent)
 
 # Debian's chromium renders the HTML gallery in its test; installed when missing and we are root with apt.
 browser:

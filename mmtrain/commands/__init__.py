@@ -32,6 +32,9 @@ def run_hydra(command: str, module_name: str, overrides: list[str]) -> int:
     sys.argv = [f"mmtrain {command}", *overrides]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its composition errors to us instead of printing advice
     try:
+        from mmtrain.training.resume import register_resolvers
+
+        register_resolvers()  # ${run_folder:...}, fit's default out
         hydra.main(config_path=str(CONFIG_DIR), config_name=command, version_base="1.3")(task)()
     except SystemExit as exc:  # --help, --cfg, or an argument Hydra's parser refuses
         return int(exc.code or 0)

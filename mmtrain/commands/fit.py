@@ -130,11 +130,12 @@ def _init_weights_from(captioner, path: Path, tokenizer) -> None:
 def build_trainer(cfg: DictConfig, out: Path):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger
 
     from mmtrain.progress import interactive
-    from mmtrain.training.callbacks import FiniteLoss, RNGState, SignalCheckpoint
+    from mmtrain.training.callbacks import FiniteLoss, LogHistory, RNGState, SignalCheckpoint
     from mmtrain.training.checkpoint_io import AtomicCheckpointIO
+    from mmtrain.training.curves import Curves
+    from mmtrain.training.loggers import build_loggers
     from mmtrain.training.progress import progress_callbacks
 
     ckpt_dir = out / "checkpoints"
@@ -144,6 +145,8 @@ def build_trainer(cfg: DictConfig, out: Path):
         dirpath=ckpt_dir, every_n_train_steps=int(cfg.checkpoint_every_n_steps), save_top_k=0, save_last=True
     )
     callbacks = [
+        Curves(out / "curves.png"),  # first: a checkpoint written at the end of a step holds that step's point
+        LogHistory(),
         RNGState(),
         best,
         periodic,
@@ -156,7 +159,7 @@ def build_trainer(cfg: DictConfig, out: Path):
         **trainer_args,
         default_root_dir=str(out),
         callbacks=callbacks,
-        logger=CSVLogger(str(out), name="logs", version=""),
+        logger=build_loggers(cfg.logger),
         enable_model_summary=True,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=interactive(),  # otherwise a line every log_every_n_steps steps
@@ -180,14 +183,27 @@ def _stop_if_interrupted(trainer) -> None:
     """A run stopped by SIGTERM or SIGINT exits 130, so that a script does not take it for a finished one."""
     from mmtrain.errors import EXIT_INTERRUPTED
     from mmtrain.training.callbacks import SignalCheckpoint
+    from mmtrain.training.resume import continue_command
 
     stopped = next((c for c in trainer.callbacks if isinstance(c, SignalCheckpoint) and c.received), None)
     if stopped is not None:
+        last = stopped.checkpoint_dir / "last.ckpt"
         raise UserError(
-            f"{stopped.received} at step {trainer.global_step}: checkpoint written to "
-            f"{stopped.checkpoint_dir / 'last.ckpt'}; continue with resume=last",
+            f"{stopped.received} at step {trainer.global_step}: checkpoint written to {last}; "
+            f"continue with: {continue_command(last, stopped.checkpoint_dir.parent)}",
             exit_code=EXIT_INTERRUPTED,
         )
+
+
+def _say_which_run_resumes(cfg: DictConfig, out: Path) -> None:
+    """``resume=last`` without ``out=`` continues the most recent run under ``runs/fit``: name it, or say there is none."""
+    from mmtrain.training.resume import LAST, out_was_given
+
+    if cfg.resume != "last" or out_was_given():
+        return
+    if not (out / LAST).is_file():
+        raise UserError(f"resume=last: no run under {out.parent} has a {LAST}; pass out=RUN or resume=CHECKPOINT")
+    log.warning("resume=last: continuing %s, the most recent run under %s (out=RUN picks another)", out, out.parent)
 
 
 def _best_score(trainer) -> float | None:
@@ -220,6 +236,7 @@ def run(cfg: DictConfig) -> dict:
     torch.set_float32_matmul_precision("high")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out = Path(cfg.out)
+    _say_which_run_resumes(cfg, out)
     datamodule = instantiate(cfg.datamodule)
     require_split(datamodule.manifest, "val", datamodule.location, "fit validates on it to choose best.ckpt")
     record_dataset(cfg, datamodule.manifest, datamodule.location)  # config.yaml names the store's own dataset

@@ -121,3 +121,23 @@ class FiniteLoss(pl.Callback):
             f"non-finite loss at step {step} (loss={float(loss) if loss is not None else 'n/a'}); training stopped, "
             f"the last good state is saved as {self.checkpoint_dir / 'last.ckpt'} (nonfinite_skips=N skips such steps)"
         )
+
+
+class LogHistory(pl.Callback):
+    """Keeps the metrics log of an interrupted run across its resume (see ``HistoryCSVLogger``).
+
+    Once Lightning has restored the checkpoint, each such logger takes back the earlier rows before the restored
+    step; before any checkpoint is written, every logger writes what it holds, so the log on disk covers at least
+    what the checkpoint does.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from mmtrain.training.loggers import HistoryCSVLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, HistoryCSVLogger):
+                logger.resume_at(trainer.global_step)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            logger.save()

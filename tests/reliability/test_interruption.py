@@ -115,7 +115,8 @@ def test_sigterm_writes_a_checkpoint_and_exits_130(tiny_store, tmp_path):
     output, _ = process.communicate(timeout=120)
     assert process.returncode == EXIT_INTERRUPTED, output[-2000:]
     assert "SIGTERM received: checkpoint written" in output
-    assert "mmtrain fit: interrupted: SIGTERM at step" in output and "resume=last" in output
+    assert "mmtrain fit: interrupted: SIGTERM at step" in output
+    assert f"resume={out / 'checkpoints' / 'last.ckpt'} out={out}" in output  # the command that continues it
     step = _step(out / "checkpoints" / "last.ckpt")
     assert 0 < step < 100000
     assert metrics.parent.exists()
