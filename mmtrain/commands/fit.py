@@ -114,16 +114,14 @@ def _weight_ema(cfg: DictConfig, captioner):
 
 def _init_weights_from(captioner, path: Path, tokenizer) -> None:
     """Start from another run's weights (e.g. SCST from a cross-entropy checkpoint); same model and tokenizer."""
-    from mmtrain.models.loading import load_model
+    from mmtrain.models.loading import check_weights_fit, load_model
 
     source = load_model(path)
     if source.tokenizer.model_bytes != tokenizer.model_bytes:
         raise UserError(f"{path}: trained with another tokenizer than this store's; use the same data.store")
-    missing, unexpected = captioner.load_state_dict(source.captioner.state_dict(), strict=False)
-    if unexpected:
-        raise UserError(
-            f"{path}: weights do not fit this model config ({len(unexpected)} unexpected, e.g. {unexpected[:3]})"
-        )
+    state = source.captioner.state_dict()
+    check_weights_fit(captioner, state, path, allow_missing=True)  # a new head (e.g. ITC's) starts fresh
+    missing, _ = captioner.load_state_dict(state, strict=False)
     log.info("initialised from %s (%d new parameters: %s)", path, len(missing), missing[:3])
 
 

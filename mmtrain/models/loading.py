@@ -117,16 +117,30 @@ def _from_bundle(path: Path) -> LoadedModel:
 
 
 def _load_state(captioner: Captioner, state: dict, path: Path) -> None:
-    try:
-        missing, unexpected = captioner.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches: a checkpoint from another config or tokenizer
-        first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err)[:160])
-        raise UserError(f"{path}: weights do not fit the model built from its config ({first})") from None
-    if missing or unexpected:
-        raise UserError(
-            f"{path}: weights do not fit the model built from its config "
-            f"({len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})"
-        )
+    check_weights_fit(captioner, state, path)
+    captioner.load_state_dict(state)
+
+
+def check_weights_fit(model: torch.nn.Module, state: dict, source: object, *, allow_missing: bool = False) -> None:
+    """Refuse, in one line naming ``source``, weights ``state`` that do not fit ``model``: names it lacks or does not
+    know, or tensors of another shape (another config or tokenizer). The one check for loading, init_from and resume.
+
+    ``allow_missing`` accepts parameters the weights do not have (a run that adds a head to a trained model).
+    """
+    wanted = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    stored = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    missing = [] if allow_missing else sorted(wanted.keys() - stored.keys())
+    unexpected = sorted(stored.keys() - wanted.keys())
+    resized = [
+        f"{name} {stored[name]} != {shape}" for name, shape in wanted.items() if stored.get(name, shape) != shape
+    ]
+    problems = [
+        f"{len(items)} {label}, e.g. {items[:2]}"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", resized))
+        if items
+    ]
+    if problems:
+        raise UserError(f"{source}: weights do not fit the model built from this config ({'; '.join(problems)})")
 
 
 def load_model(path: str | Path) -> LoadedModel:

@@ -15,7 +15,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mmtrain.errors import UserError
 from mmtrain.io import atomic_open
-from mmtrain.models.loading import read_checkpoint
+from mmtrain.models.loading import check_weights_fit, read_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -54,17 +54,6 @@ def check_resumable(path: Path, module) -> dict:
     tokenizer = checkpoint["mmtrain"].get("tokenizer")
     if tokenizer is None or bytes(tokenizer.numpy().tobytes()) != module.tokenizer.model_bytes:
         raise UserError(f"{path}: trained with another tokenizer than this store's; resume with the same data.store")
-    stored = {k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("captioner.")}
-    wanted = {f"captioner.{k}": v.shape for k, v in module.captioner.state_dict().items()}
-    missing, unexpected = sorted(wanted.keys() - stored.keys()), sorted(stored.keys() - wanted.keys())
-    resized = [
-        f"{k} {tuple(stored[k])} != {tuple(wanted[k])}" for k in wanted if k in stored and stored[k] != wanted[k]
-    ]
-    if missing or unexpected or resized:
-        problems = [
-            f"{len(items)} {label}, e.g. {items[:2]}"
-            for label, items in [("missing", missing), ("unexpected", unexpected), ("of another shape", resized)]
-            if items
-        ]
-        raise UserError(f"{path}: weights do not fit this model config ({'; '.join(problems)})")
+    stored = {k[len("captioner.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("captioner.")}
+    check_weights_fit(module.captioner, stored, path)
     return checkpoint

@@ -59,8 +59,8 @@ def _no_section(state):
 @pytest.mark.parametrize(
     "change,message",
     [
-        ("tokenizer", "weights do not fit the model built from its config (size mismatch"),
-        ("config", "weights do not fit the model built from its config ("),
+        ("tokenizer", "weights do not fit the model built from this config (1 of another shape"),
+        ("config", "weights do not fit the model built from this config ("),
         ("section", "not an mmtrain checkpoint"),
     ],
 )
@@ -91,4 +91,6 @@ def test_resume_from_a_truncated_last_checkpoint_is_one_line(tiny_store, tiny_ch
 def test_resume_with_another_model_config_is_one_line(tiny_store, tiny_checkpoint, tmp_path, cli):
     overrides = [*TINY_MODEL, "decoder.num_layers=2", f"resume={tiny_checkpoint}"]
     code, stderr = cli("fit", f"data.store={tiny_store}", f"out={tmp_path / 'run'}", *overrides)
-    assert_one_line_error(code, stderr, str(tiny_checkpoint), "weights do not fit this model config", "missing")
+    assert_one_line_error(
+        code, stderr, str(tiny_checkpoint), "weights do not fit the model built from this config", "missing"
+    )
