@@ -132,6 +132,7 @@ class StepResumableLoader:
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             prefetch_factor=self.prefetch_factor,
+            worker_init_fn=_leave_stop_signals_to_the_trainer,
         )
         yield from loader
 
@@ -149,3 +150,12 @@ class _BatchReader:
 
 def _as_is(batch: Any) -> Any:
     return batch
+
+
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """A SIGINT or SIGTERM sent to the whole process group (Ctrl-C, SLURM) must not kill a worker mid-batch: the
+    training process finishes its step, writes its checkpoint and then shuts the workers down."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
