@@ -35,5 +35,7 @@ def test_a_vit_named_cnn_and_a_swin_build_at_the_asked_size():
     assert swin(torch.randn(2, 3, 64, 64)).shape == (2, 64, 32)
     fastvit = TimmEncoder(model_name="fastvit_t8", img_size=64)
     assert fastvit.num_tokens == 4  # a 2x2 grid: 64 px / 32
-    vit = TimmEncoder(model_name="vit_tiny_patch16_224", img_size=32, model_kwargs={"depth": 1, "embed_dim": 16, "num_heads": 2})
+    vit = TimmEncoder(
+        model_name="vit_tiny_patch16_224", img_size=32, model_kwargs={"depth": 1, "embed_dim": 16, "num_heads": 2}
+    )
     assert vit.num_tokens == 5  # a class token and 2x2 patches
