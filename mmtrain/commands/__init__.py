@@ -182,3 +182,13 @@ def record_dataset(cfg, manifest: dict, store) -> dict:
         cfg.data = {**dataset, "scenes": bool(cfg.data.get("scenes", False))}
     _save_resolved_config(cfg)
     return dataset
+
+
+def require_full_batch(manifest: dict, batch_size: int, store) -> None:
+    """Training batches are whole (drop-last): a train split smaller than one batch would train no step at all."""
+    images = manifest.get("splits", {}).get("train", {}).get("images", 0)
+    if images < batch_size:
+        raise UserError(
+            f"{store}: the train split has {images} images, fewer than one batch (datamodule.batch_size={batch_size}), "
+            f"so fit would train no step; lower it, e.g. datamodule.batch_size={max(1, images)}"
+        )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mmtrain.commands import record_dataset, require_split
+from mmtrain.commands import record_dataset, require_full_batch, require_split
 from mmtrain.errors import UserError
 
 log = logging.getLogger("mmtrain.fit")
@@ -237,6 +237,7 @@ def run(cfg: DictConfig) -> dict:
     _say_which_run_resumes(cfg, out)
     datamodule = instantiate(cfg.datamodule)
     require_split(datamodule.manifest, "val", datamodule.location, "fit validates on it to choose best.ckpt")
+    require_full_batch(datamodule.manifest, int(cfg.datamodule.batch_size), datamodule.location)
     record_dataset(cfg, datamodule.manifest, datamodule.location)  # config.yaml names the store's own dataset
     module = build_module(cfg, datamodule)
     use_feature_cache(cfg, datamodule, module)
