@@ -62,6 +62,7 @@ class Curves(pl.Callback):
 
         matplotlib.use("Agg")  # no display: render to a file only
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
 
         panels = [
             ("train/loss", [(s, loss) for s, loss, _ in self.train]),
@@ -76,9 +77,12 @@ class Curves(pl.Callback):
             axes.plot(steps, values, marker="o" if title.startswith("val/") else None, markersize=3, linewidth=1.2)
             axes.set_title(title, fontsize=10)
             axes.set_xlabel("step", fontsize=8)
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes.tick_params(labelsize=8)
             axes.grid(alpha=0.3)
             if title == "learning rate":
                 axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        last = max([p[0] for p in self.train] + [p[0] for points in self.val.values() for p in points], default=0)
+        figure.suptitle(f"{self.path.parent.name} · step {last}", fontsize=11)
         with atomic_open(self.path, "wb") as handle:
             figure.savefig(handle, format="png", dpi=90)

@@ -162,6 +162,6 @@ def _missing_package(error: BaseException | None) -> str | None:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, ImportError):
-            return " ".join(str(error).split())[:200]
+            return " ".join(str(error).split(". HINT")[0].split())[:200]
         error = error.__cause__ or error.__context__
     return None
