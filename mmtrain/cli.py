@@ -102,6 +102,13 @@ def options_markdown() -> str:
     return "\n".join(parts) + "\n"
 
 
+def write_options_page(path: Path = CONFIG_DIR.parents[1] / "docs" / "options.md") -> None:
+    """Regenerate docs/options.md after an option is added or its comment changed."""
+    from mmtrain.io import write_text
+
+    write_text(path, options_markdown())
+
+
 def usage() -> str:
     lines = "\n".join(f"  {name:<11} {text}" for name, (_, text) in COMMANDS.items())
     return USAGE.format(commands=lines)

@@ -76,7 +76,7 @@ def _sweep_value(result) -> float | None:
 
 def _run_task(command: str, module_name: str, cfg) -> tuple[int, float | None]:
     """(exit code, sweep value) of one command run; a ``UserError`` is printed as one line and logged in the run."""
-    debug = bool(cfg.get("debug", False))
+    debug = cfg.get("debug", False) is True  # a mistyped debug=... is reported like any other value
     try:
         from mmtrain.commands.overrides import check_override_types
         from mmtrain.quiet import quiet_third_parties

@@ -98,7 +98,14 @@ def check_override_types(command: str, cfg) -> None:
         return
     groups = [text for text, o in zip(given, parsed, strict=True) if o.key_or_group in choices]
     defaults = _defaults(command, groups)
-    config = OmegaConf.to_container(cfg, resolve=False)
+    problem = type_error(values, defaults, OmegaConf.to_container(cfg, resolve=False))
+    if problem:
+        raise UserError(problem)
+
+
+def type_error(values: list, defaults: dict, config: dict) -> str | None:
+    """The message for the first of the parsed ``values`` overrides whose value in ``config`` is not of the kind of
+    its value in ``defaults`` (the config composed without them); None when all fit."""
     for override in values:
         found, default = _select(defaults, override.key_or_group)
         kind = _kind(_resolved(defaults, override.key_or_group, default)) if found else None
@@ -106,9 +113,8 @@ def check_override_types(command: str, cfg) -> None:
         _, value = _select(config, override.key_or_group)
         if kind is not None and not _fits(kind, _resolved(config, override.key_or_group, value)):
             shown = override.input_line.split("=", 1)[1] if override.input_line else value
-            raise UserError(
-                f"{override.key_or_group}={shown}: expected {KINDS[kind]} (default: {_yaml(default)})", exit_code=1
-            )
+            return f"{override.key_or_group}={shown}: expected {KINDS[kind]} (default: {_yaml(default)})"
+    return None
 
 
 def _resolved(container: dict, key: str, value: Any) -> Any:

@@ -54,3 +54,28 @@ def test_scoring_a_results_file_never_imports_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["Bleu_1"] > 0.99
+
+
+def test_command_help_lists_every_option_with_its_comment(capsys):
+    from mmtrain.cli import main
+
+    assert main(["caption", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "html=null" in text and "write an HTML gallery here" in text
+    assert "references=null" in text and "show references and CIDEr-D in the gallery" in text
+    assert main(["eval", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "allow_partial=false" in text and "compare=null" in text and "paired bootstrap" in text
+    assert main(["preprocess", "--help"]) == 0
+    assert "data.val_fraction=0.0" in capsys.readouterr().out
+
+
+def test_the_options_page_is_generated_from_the_configs():
+    from mmtrain.cli import options_markdown
+    from tests.conftest import ROOT
+
+    page = (ROOT / "docs" / "options.md").read_text(encoding="utf-8")
+    regenerate = 'python -c "from mmtrain.cli import write_options_page; write_options_page()"'
+    assert page == options_markdown(), f"docs/options.md is stale; regenerate it: {regenerate}"
+    for needle in ("| `html` |", "| `references` |", "| `compare` |", "| `allow_partial` |", "| `data.val_fraction` |"):
+        assert needle in page
