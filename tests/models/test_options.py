@@ -39,6 +39,7 @@ def captioner(fusion, **decoder_options) -> Captioner:
         (functools.partial(QFormerFusion, num_queries=4, num_heads=2), {"prefix_experts": True}, "prefix_experts"),
         (functools.partial(PrefixFusion, prefix_len=4, mapper="mlp", queries="pooled"), {}, "fusion.queries=pooled"),
         (functools.partial(PrefixFusion, prefix_len=4, num_heads=3), {}, "fusion.num_heads=3"),
+        (functools.partial(QFormerFusion, num_queries=5, num_heads=2, queries="pooled"), {}, "fusion.num_queries"),
         (functools.partial(PrefixFusion, prefix_len=4, num_heads=2), {"token_mix": 1}, "decoder.token_mix"),
     ],
 )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor
 
+from mmtrain.errors import UserError
 from mmtrain.models.fusion.base import FusionOutput
 from mmtrain.models.fusion.prefix import PrefixFusion
 
@@ -40,6 +43,10 @@ class QFormerFusion(PrefixFusion):
         queries: str = "learned",
         merge: int = 1,
     ) -> None:
+        if queries == "pooled" and math.isqrt(num_queries) ** 2 != num_queries:
+            raise UserError(
+                f"fusion.queries=pooled needs a square fusion.num_queries (4, 9, 16, ...), got {num_queries}"
+            )
         super().__init__(
             in_dim=in_dim,
             d_model=d_model,
