@@ -12,6 +12,7 @@ produces): images are drawn from a mixture of clusters with Zipf-distributed siz
 modality gap between text and image embeddings). See docs/retrieval.md.
 
 Usage: python scripts/bench_retrieval.py [--images 1000000] [--queries 1000] [--dim 256] [--no-doc]
+       python scripts/bench_retrieval.py --doc-from RESULT.json   (the docs section from a saved run)
 """
 
 from __future__ import annotations
@@ -133,7 +134,11 @@ def main() -> None:
     parser.add_argument("--smaller", type=int, nargs="*", default=[100_000, 300_000], help="sizes for the crossover")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-doc", action="store_true", help="print the JSON only")
+    parser.add_argument("--doc-from", type=Path, help="write the docs section from a saved JSON result, and exit")
     args = parser.parse_args()
+    if args.doc_from:  # the threshold is the code's setting, not a measurement: it is read from the code
+        write_doc({**json.loads(args.doc_from.read_text()), "threshold_images": APPROX_MIN_IMAGES})
+        return
 
     load_before = os.getloadavg()[0]
     space = Space(dim=args.dim, clusters=args.clusters, seed=args.seed)

@@ -103,7 +103,7 @@ def build_index(
     from mmtrain.data.inputs import expand_inputs
     from mmtrain.models.loading import load_model
     from mmtrain.progress import progress_bar
-    from mmtrain.retrieval.backends import FaissSearch, choose_backend
+    from mmtrain.retrieval.backends import choose_backend
     from mmtrain.retrieval.embed import checkpoint_digest, embed_image_files, require_contrastive
 
     if dtype not in DTYPES:
@@ -122,7 +122,7 @@ def build_index(
             model, todo, batch_size=batch_size, workers=workers, on_batch=advance
         )
     report = BuildReport(added=len(positions), kept=len(rows_kept), removed=removed)
-    report.skipped = unmatched + [(str(todo[i]), reason) for i, reason in failed]
+    report.skipped = unmatched + failed
     if old is None and not positions:
         raise UserError(
             f"no image could be indexed ({len(paths)} paths, {len(report.skipped)} failed)", exit_code=EXIT_PARTIAL
@@ -141,12 +141,27 @@ def build_index(
     manifest["updated"] = _now()
     faiss_bytes = None
     if approximate:
-        searcher = FaissSearch.build(vectors, approximate=True)
-        manifest["faiss"] = {"index": searcher.kind, "nprobe": int(searcher.index.nprobe)}
+        searcher, trained_at = _approximate_index(old, rows_kept, vectors)
+        manifest["faiss"] = {"index": searcher.kind, "nprobe": int(searcher.index.nprobe), "trained_at": trained_at}
         faiss_bytes = searcher.to_bytes()
     write_folder(out, manifest, entries, vectors, faiss_index=faiss_bytes)
     report.written = True
     return report
+
+
+def _approximate_index(old: IndexFolder | None, rows_kept: list[int], vectors: np.ndarray):
+    """(IVF index over ``vectors``, rows it was trained at): the old one grown when the index only grew and has not
+    doubled since its lists were trained (k-means at a million rows takes minutes), else a new one."""
+    from mmtrain.retrieval.backends import FaissSearch
+
+    stored = old.data_path("faiss") if old is not None else None
+    trained_at = int((old.manifest.get("faiss") or {}).get("trained_at", 0)) if old is not None else 0
+    only_grew = old is not None and rows_kept == list(range(len(old.entries)))
+    if stored is not None and stored.is_file() and only_grew and len(vectors) < 2 * trained_at:
+        searcher = FaissSearch.from_bytes(stored.read_bytes())
+        searcher.index.add(np.ascontiguousarray(vectors[len(rows_kept) :], dtype=np.float32))
+        return searcher, trained_at
+    return FaissSearch.build(vectors, approximate=True), len(vectors)
 
 
 def _now() -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from mmtrain.data.images import ImageRejected, ResizeSpec, load_image
+from mmtrain.data.images import ResizeSpec
+from mmtrain.data.inputs import stream_images
 from mmtrain.data.text import normalize_caption
 from mmtrain.errors import UserError
 from mmtrain.models.loading import LoadedModel
@@ -50,30 +50,6 @@ def resize_spec(model: LoadedModel) -> ResizeSpec:
     )
 
 
-class ImageFiles(Dataset):
-    """Decoded images by position; an unreadable file yields its reason instead of pixels (decoded in workers)."""
-
-    def __init__(self, paths: Sequence[Path], spec: ResizeSpec) -> None:
-        self.paths, self.spec = list(paths), spec
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str]:
-        try:
-            return i, load_image(self.paths[i], self.spec), ""
-        except ImageRejected as err:
-            return i, None, err.reason
-
-
-def _collate(items: list) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
-    """(positions decoded, uint8 images (B, 3, H, W) or None, [(position, reason)] of the failures)."""
-    kept = [(i, array) for i, array, _ in items if array is not None]
-    failed = [(i, reason) for i, array, reason in items if array is None]
-    images = torch.from_numpy(np.stack([a for _, a in kept])).permute(0, 3, 1, 2) if kept else None
-    return [i for i, _ in kept], images, failed
-
-
 @torch.inference_mode()
 def embed_image_files(
     model: LoadedModel,
@@ -82,28 +58,22 @@ def embed_image_files(
     batch_size: int = 64,
     workers: int = 2,
     on_batch: Callable[[int], None] | None = None,
-) -> tuple[list[int], np.ndarray, list[tuple[int, str]]]:
+) -> tuple[list[int], np.ndarray, list[tuple[str, str]]]:
     """Unit embeddings of the images that decode, streamed: loader workers decode, batches run on the device.
 
     Returns:
         Positions in ``paths`` that were embedded, their embeddings (M, E) float32 in that order, and
-        ``(position, reason)`` for each file that could not be read.
+        ``(path, reason)`` for each file that could not be read.
     """
-    loader = DataLoader(
-        ImageFiles(paths, resize_spec(model)),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=model.device.type == "cuda",
-    )
     positions, chunks, failed = [], [], []
-    for kept, images, bad in loader:
-        failed += bad
-        if images is not None:
+    for batch in stream_images(list(paths), resize_spec(model), batch_size=batch_size, num_workers=workers):
+        failed += batch.failed
+        if batch.images is not None:
+            images = batch.images.permute(0, 3, 1, 2)  # (B, 3, H, W) uint8
             chunks.append(model.captioner.embed_images(model.pixels(images)).float().cpu().numpy())  # (B, E)
-            positions += kept
+            positions += batch.positions
         if on_batch:
-            on_batch(len(kept) + len(bad))
+            on_batch(len(batch.positions) + len(batch.failed))
     width = model.captioner.contrastive.image_proj[-1].out_features
     return positions, np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32), failed
 

@@ -108,8 +108,8 @@ class Index:
         paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         positions, embeddings, failed = embed_image_files(self.model, paths, batch_size=32, workers=0)
         if failed:
-            position, reason = failed[0]
-            raise UserError(f"query_image={paths[position]}: cannot read it ({reason})")
+            path, reason = failed[0]
+            raise UserError(f"query_image={path}: cannot read it ({reason})")
         return self.search_embeddings(embeddings, k)
 
     def search_embeddings(self, queries: np.ndarray, k: int = 10) -> list[list[Hit]]:

@@ -139,3 +139,33 @@ def test_mistakes_are_one_line_errors(itc_checkpoint, tiny_checkpoint, raw_test_
     assert json.loads(emptied.stdout.strip().splitlines()[-1])["removed"] == 3
     line = error_line(run_cli("search", f"index={out}", "query=a circle", "k=1", f"out={tmp_path / 's'}"))
     assert "the index is empty (0 images)" in line
+
+
+def test_a_growing_approximate_index_adds_to_its_lists_until_it_doubles(itc_checkpoint, raw_test_images, tmp_path,
+                                                                        monkeypatch):  # fmt: skip
+    """The IVF index (here from 4 images, 2 lists) is grown in place, and trained again once the index has doubled."""
+    import faiss
+
+    from mmtrain.retrieval import backends
+
+    monkeypatch.setattr(backends, "APPROX_MIN_IMAGES", 4)
+    monkeypatch.setattr(backends, "default_nlist", lambda count: 2)
+    photos, out = tmp_path / "photos", tmp_path / "index"
+    photos.mkdir()
+    images = sorted(raw_test_images.glob("*.jpg"))
+    trained = []
+    for count in (6, 9, 13):
+        for image in images[len(list(photos.iterdir())) : count]:
+            shutil.copy(image, photos)
+        assert index(itc_checkpoint, [photos], out).returncode == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        ivf = faiss.read_index(str(out / manifest["files"]["faiss"]))
+        assert ivf.ntotal == count and manifest["faiss"]["index"] == "IVF2,Flat"
+        trained.append(manifest["faiss"]["trained_at"])
+    assert trained == [6, 6, 13]
+    from mmtrain.retrieval import Index
+
+    exact = {hit.file: hit.score for hit in Index.open(out, backend="exact").search(["a blue square"], k=13)[0]}
+    approximate = Index.open(out, backend="auto", nprobe=2).search(["a blue square"], k=13)[0]
+    assert {hit.file for hit in approximate} == set(exact)  # every list visited: every image, with its exact score
+    assert all(abs(exact[hit.file] - hit.score) < 1e-5 for hit in approximate)
