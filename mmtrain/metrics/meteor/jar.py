@@ -10,7 +10,6 @@ process that dies is reported with the end of its stderr instead of a broken pip
 
 from __future__ import annotations
 
-import importlib.util
 import queue
 import shutil
 import subprocess
@@ -23,15 +22,7 @@ from typing import IO
 import numpy as np
 
 from mmtrain.errors import UserError
-
-
-def find_meteor_jar() -> Path | None:
-    """The ``meteor-1.5.jar`` of the installed pycocoevalcap, without importing it; None if absent."""
-    spec = importlib.util.find_spec("pycocoevalcap")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    jar = Path(next(iter(spec.submodule_search_locations))) / "meteor" / "meteor-1.5.jar"
-    return jar if jar.is_file() else None
+from mmtrain.metrics.meteor.resources import find_meteor_jar
 
 
 def meteor_unavailable_reason() -> str | None:

@@ -1,0 +1,133 @@
+"""METEOR 1.5 without Java: the jar's normalization, matchers, alignment and scoring, in Python.
+
+Input is what pycocoevalcap sends the jar: per image, its tokenized references and one tokenized hypothesis. The
+result is the jar's corpus score and its per-image scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from mmtrain.metrics.meteor.aligner import Matchers, align
+from mmtrain.metrics.meteor.normalize import normalize_line, words
+from mmtrain.metrics.meteor.resources import Lexicon, find_meteor_jar, load_lexicon, load_phrase_table, paraphrases_for
+from mmtrain.metrics.meteor.scorer import N_STATS, corpus_score, scores_from_stats, stats_row
+
+# WordNet's detachment rules for regular forms, as the jar applies them: (suffix, replacement).
+_DETACH = [
+    ("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"),
+    ("ies", "y"), ("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"),
+    ("ing", ""), ("er", ""), ("est", ""), ("er", "e"), ("est", "e"),
+]  # fmt: skip
+
+
+def _base_form(word: str, synsets: dict[str, frozenset[int]]) -> str:
+    """The first regular base form of ``word`` that WordNet knows, or "" (the jar's morph)."""
+    if word.endswith("ss") or len(word) <= 2:
+        return word
+    for suffix, replacement in _DETACH:
+        if word.endswith(suffix):
+            base = word[: len(word) - len(suffix)] + replacement
+            if base in synsets:
+                return base
+    return ""
+
+
+def _split_fields(references: Sequence[str], hypothesis: str) -> tuple[list[str], str] | None:
+    """The references and hypothesis the jar reads from pycocoevalcap's ``SCORE ||| ...`` line."""
+    line = " ||| ".join(["SCORE", " ||| ".join(references), hypothesis.replace("|||", "").replace("  ", " ")])
+    parts = line.split("|||")
+    while parts and parts[-1] == "":
+        parts.pop()  # Java's String.split drops trailing empty fields
+    if len(parts) < 3:
+        return None
+    return [_java_trim(p) for p in parts[1:-1]], _java_trim(parts[-1])
+
+
+def _java_trim(text: str) -> str:
+    start, end = 0, len(text)
+    while start < end and text[start] <= " ":
+        start += 1
+    while end > start and text[end - 1] <= " ":
+        end -= 1
+    return text[start:end]
+
+
+class NativeMeteor:
+    """METEOR 1.5 in Python, equal to the jar pycocoevalcap runs (the data is read once from that jar's package).
+
+    Args:
+        jar: Path to ``meteor-1.5.jar`` (its word lists, and ``data/paraphrase-en.gz`` beside it); pycocoevalcap's
+            by default.
+    """
+
+    def __init__(self, jar: str | Path | None = None) -> None:
+        self.jar = Path(jar) if jar is not None else find_meteor_jar()
+        if self.jar is None:
+            raise FileNotFoundError("meteor-1.5.jar not found: install pycocoevalcap")
+        self.lexicon: Lexicon = load_lexicon(self.jar)
+        self.table = load_phrase_table(self.jar)
+        import snowballstemmer
+
+        self._stemmer = snowballstemmer.stemmer("english")
+        self.stem = lru_cache(maxsize=None)(self._stemmer.stemWord)
+        self.synsets = lru_cache(maxsize=None)(self._synsets)
+        self.normalize = lru_cache(maxsize=1 << 16)(self._normalize)
+
+    def _synsets(self, word: str) -> frozenset[int]:
+        sets = self.lexicon.synsets
+        found = set(sets.get(word, ()))
+        bases = self.lexicon.bases.get(word)
+        if bases is not None:
+            for base in bases:
+                found.update(sets.get(base, ()))
+        else:
+            found.update(sets.get(_base_form(word, sets), ()))
+        return frozenset(found)
+
+    def _normalize(self, text: str) -> tuple[str, ...]:
+        return tuple(words(normalize_line(text, self.lexicon.prefixes).lower()))
+
+    def statistics(self, references: Sequence[Sequence[str]], candidates: Sequence[str]) -> np.ndarray:
+        """Per image, the jar's statistics of its best reference, shape (N, 23)."""
+        fields = [_split_fields(refs, hyp) for refs, hyp in zip(references, candidates, strict=True)]
+        lines = [(tuple(map(self.normalize, f[0])), self.normalize(f[1])) if f else None for f in fields]
+        vocab = {w for line in lines if line for ref in line[0] for w in ref} | {
+            w for line in lines if line for w in line[1]
+        }
+        phrases = paraphrases_for(self.table, vocab)
+        matchers = Matchers(self.stem, self.synsets, phrases, max((len(p) for p in phrases), default=0))
+        function_words = self.lexicon.function_words
+        out = np.zeros((len(lines), N_STATS))
+        for n, line in enumerate(lines):
+            if line is None:
+                continue
+            refs, hyp = line
+            rows = [self._row(hyp, ref, matchers, function_words) for ref in refs]
+            scores = scores_from_stats(np.asarray(rows))
+            out[n] = rows[int(np.argmax(scores))]  # the first of equal bests, as the jar keeps
+        return out
+
+    @staticmethod
+    def _row(hyp: tuple[str, ...], ref: tuple[str, ...], matchers: Matchers, function_words: frozenset[str]) -> list:
+        alignment = align(hyp, ref, matchers, function_words)
+        fn1 = sum(w in function_words for w in hyp)
+        fn2 = sum(w in function_words for w in ref)
+        return stats_row(alignment, len(hyp), len(ref), fn1, fn2)
+
+    def score(self, references: Sequence[Sequence[str]], candidates: Sequence[str]) -> tuple[float, np.ndarray]:
+        """METEOR of each candidate against its references, as pycocoevalcap computes it.
+
+        Returns:
+            The corpus score and the per-image scores, shape (N,).
+        """
+        if len(references) != len(candidates):
+            raise ValueError(f"{len(references)} reference lists but {len(candidates)} candidates")
+        if not candidates:
+            return 0.0, np.zeros(0)
+        stats = self.statistics(references, candidates)
+        return corpus_score(stats), scores_from_stats(stats)

@@ -1,0 +1,171 @@
+"""The data METEOR 1.5 matches with, read from the jar pycocoevalcap installs, and cached after the first read.
+
+- function words (``function/english.words``): words that count with weight 1 - delta;
+- nonbreaking prefixes (``nonbreaking/english.prefixes``) for the normalizer;
+- WordNet synonym sets (``synonym/english.synsets``) and irregular forms (``synonym/english.exceptions``);
+- the paraphrase table (``data/paraphrase-en.gz`` beside the jar): 5.3 million phrase pairs, kept as integer arrays
+  in an ``.npz`` cache so that a run loads it in a fraction of a second and keeps only the pairs its words can use.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmtrain.metrics.meteor.normalize import parse_prefixes
+
+
+def find_meteor_jar() -> Path | None:
+    """The ``meteor-1.5.jar`` of the installed pycocoevalcap, without importing it; None if absent."""
+    spec = importlib.util.find_spec("pycocoevalcap")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    jar = Path(next(iter(spec.submodule_search_locations))) / "meteor" / "meteor-1.5.jar"
+    return jar if jar.is_file() else None
+
+
+def resources_unavailable_reason() -> str | None:
+    """Why the Python METEOR cannot load its data here, or None when it can."""
+    jar = find_meteor_jar()
+    if jar is None:
+        return "needs the data of pycocoevalcap's meteor-1.5.jar; install pycocoevalcap (pip install 'mmtrain[dev]')"
+    if not (jar.parent / "data" / "paraphrase-en.gz").is_file():
+        return f"needs the paraphrase table data/paraphrase-en.gz beside {jar.name}"
+    return None
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("MMTRAIN_CACHE") or Path.home() / ".cache" / "mmtrain"
+    return Path(root) / "meteor"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _key(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class Lexicon:
+    """Function words, nonbreaking prefixes, synonym sets by word and the base forms of irregular words."""
+
+    function_words: frozenset[str]
+    prefixes: dict[str, int]
+    synsets: dict[str, frozenset[int]]
+    bases: dict[str, list[str]]
+
+
+def _read_lexicon(jar: Path) -> Lexicon:
+    with zipfile.ZipFile(jar) as archive:
+        text = {name: archive.read(name).decode("utf-8") for name in _LEXICON_FILES}
+    function_words = frozenset(text["function/english.words"].splitlines())
+    lines = text["synonym/english.synsets"].split("\n")
+    synsets = {lines[i]: frozenset(map(int, lines[i + 1].split())) for i in range(0, len(lines) - 1, 2)}
+    lines = text["synonym/english.exceptions"].split("\n")
+    bases: dict[str, list[str]] = {}
+    for i in range(0, len(lines) - 1, 2):
+        for form in lines[i + 1].split():
+            bases.setdefault(form, []).append(lines[i])
+    return Lexicon(function_words, parse_prefixes(text["nonbreaking/english.prefixes"]), synsets, bases)
+
+
+_LEXICON_FILES = [
+    "function/english.words",
+    "nonbreaking/english.prefixes",
+    "synonym/english.synsets",
+    "synonym/english.exceptions",
+]
+
+
+def load_lexicon(jar: Path) -> Lexicon:
+    """The jar's word lists, from the cache when it matches the jar."""
+    cache = _cache_dir() / f"lexicon-{_key(jar)}.pkl"
+    if cache.is_file():
+        with cache.open("rb") as stream:
+            return pickle.load(stream)
+    lexicon = _read_lexicon(jar)
+    _atomic_write(cache, lambda stream: pickle.dump(lexicon, stream, protocol=pickle.HIGHEST_PROTOCOL))
+    return lexicon
+
+
+@dataclass
+class PhraseTable:
+    """The paraphrase pairs as word ids: phrase k's words are ``ids[offsets[k]:offsets[k + 1]]``.
+
+    Entry k pairs reference-side phrase ``2 k`` with its paraphrase ``2 k + 1``, in the file's order.
+    """
+
+    vocab: list[str]
+    ids: np.ndarray
+    offsets: np.ndarray
+
+
+def _read_table(path: Path) -> PhraseTable:
+    vocab: dict[str, int] = {}
+    ids: list[int] = []
+    offsets = [0]
+    with gzip.open(path, "rt", encoding="utf-8") as stream:
+        for position, line in enumerate(stream):
+            if position % 3 == 0:
+                continue  # the pair's probability, unused by METEOR
+            for word in line.split():
+                ids.append(vocab.setdefault(word, len(vocab)))
+            offsets.append(len(ids))
+    return PhraseTable(list(vocab), np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64))
+
+
+def load_phrase_table(jar: Path) -> PhraseTable:
+    """The paraphrase table beside the jar, from the ``.npz`` cache when it matches the file."""
+    source = jar.parent / "data" / "paraphrase-en.gz"
+    cache = _cache_dir() / f"paraphrase-{_key(source)}.npz"
+    if cache.is_file():
+        with np.load(cache) as data:
+            return PhraseTable(bytes(data["vocab"]).decode("utf-8").split("\n"), data["ids"], data["offsets"])
+    table = _read_table(source)
+    vocab = np.frombuffer("\n".join(table.vocab).encode("utf-8"), dtype=np.uint8)
+    _atomic_write(cache, lambda stream: np.savez(stream, vocab=vocab, ids=table.ids, offsets=table.offsets))
+    return table
+
+
+def paraphrases_for(table: PhraseTable, words: set[str]) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
+    """Reference phrase to its paraphrases, in file order, for the pairs made only of ``words``.
+
+    A pair with any other word can never match inside a corpus whose words are ``words``, so it is left out.
+    """
+    known = np.zeros(len(table.vocab) + 1, dtype=bool)
+    index = {word: i for i, word in enumerate(table.vocab)}
+    for word in words:
+        if word in index:
+            known[index[word]] = True
+    lengths = np.diff(table.offsets)
+    unknown = np.add.reduceat((~known[table.ids]).astype(np.int32), table.offsets[:-1]) if len(table.ids) else []
+    unknown = np.where(lengths > 0, unknown, 0)
+    phrase_ok = unknown == 0
+    pair_ok = np.flatnonzero(phrase_ok[0::2] & phrase_ok[1::2])
+    out: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    vocab = table.vocab
+    for k in pair_ok.tolist():
+        ref = tuple(vocab[i] for i in table.ids[table.offsets[2 * k] : table.offsets[2 * k + 1]].tolist())
+        par = tuple(vocab[i] for i in table.ids[table.offsets[2 * k + 1] : table.offsets[2 * k + 2]].tolist())
+        out.setdefault(ref, []).append(par)
+    return out
