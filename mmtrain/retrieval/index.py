@@ -79,6 +79,8 @@ class Index:
             from mmtrain.retrieval.embed import checkpoint_digest, require_contrastive
 
             ckpt = self.ckpt or self.manifest.get("checkpoint", {}).get("path")
+            if self.ckpt and not Path(self.ckpt).exists():
+                raise UserError(f"ckpt={self.ckpt}: no such checkpoint file or bundle folder")
             if not ckpt or not Path(ckpt).exists():
                 raise UserError(
                     f"{self.folder.root}: the checkpoint that built this index ({ckpt}) is not there; "

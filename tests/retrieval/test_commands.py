@@ -129,6 +129,14 @@ def test_mistakes_are_one_line_errors(itc_checkpoint, tiny_checkpoint, raw_test_
     assert str(itc_checkpoint) in line and str(other) in line
     line = error_line(run_cli("search", f"index={out}", "query=a circle", "k=4", f"out={tmp_path / 's'}"))
     assert "k=4 is larger than the index (3 images); use k<=3" in line
+    moved = tmp_path / "moved.ckpt"
+    shutil.copy(itc_checkpoint, moved)
+    assert index(moved, [photos], tmp_path / "index2").returncode == 0
+    moved.unlink()
+    line = error_line(run_cli("search", f"index={tmp_path / 'index2'}", "query=a circle", "k=1", f"out={tmp_path}"))
+    assert f"the checkpoint that built this index ({moved}) is not there; pass ckpt=PATH" in line
+    line = error_line(run_cli("search", f"index={out}", "query=a circle", "k=1", f"ckpt={moved}", f"out={tmp_path}"))
+    assert f"ckpt={moved}: no such checkpoint file" in line
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG")
     line = error_line(run_cli("search", f"index={out}", f"query_image={broken}", "k=2", f"out={tmp_path / 's'}"))
