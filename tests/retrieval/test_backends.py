@@ -76,4 +76,4 @@ def test_backend_choice_follows_the_size_threshold(monkeypatch):
 
 def test_inverted_lists_grow_with_the_index():
     assert default_nlist(1_000) == 64 and default_nlist(1_000_000) == 2048
-    assert default_nprobe(2048) == 16 and default_nprobe(64) == 8
+    assert default_nprobe(2048) == 32 and default_nprobe(64) == 8
