@@ -39,45 +39,72 @@ class Matchers:
 
     stem: Callable[[str], str]
     synsets: Callable[[str], frozenset[int]]
-    paraphrases: dict[tuple[str, ...], list[tuple[str, ...]]]
+    paraphrases: dict[tuple[str, ...], dict[tuple[str, ...], list[int]]]
     max_phrase: int
+    max_paraphrase: int
+    targets: frozenset[tuple[str, ...]]
+
+
+def _positions(items: Sequence) -> dict:
+    where: dict = {}
+    for i, item in enumerate(items):
+        where.setdefault(item, []).append(i)
+    return where
+
+
+def _ngrams(words: Sequence[str], matchers: Matchers) -> dict[tuple[str, ...], list[int]]:
+    """Where each n-gram of ``words`` that is some table phrase's paraphrase starts."""
+    where: dict[tuple[str, ...], list[int]] = {}
+    targets = matchers.targets
+    for n in range(1, min(matchers.max_paraphrase, len(words)) + 1):
+        for i in range(len(words) - n + 1):
+            gram = tuple(words[i : i + n])
+            if gram in targets:
+                where.setdefault(gram, []).append(i)
+    return where
+
+
+def _phrase_matches(line: Sequence[str], other: Sequence[str], matchers: Matchers) -> list[tuple[int, int, int, int]]:
+    """(start, length) in ``line`` of a table phrase and (start, length) in ``other`` of its paraphrase, in the jar's
+    order: by start, then phrase length, then the paraphrase's rank in the table, then its position in ``other``."""
+    found = []
+    grams = None
+    for start in range(len(line)):
+        for length in range(1, min(matchers.max_phrase, len(line) - start) + 1):
+            ranks = matchers.paraphrases.get(tuple(line[start : start + length]))
+            if ranks is None:
+                continue
+            if grams is None:
+                grams = _ngrams(other, matchers)
+            if len(ranks) < len(grams):
+                hits = [(r, at, len(par)) for par, rs in ranks.items() if par in grams for r in rs for at in grams[par]]
+            else:
+                hits = [(r, at, len(par)) for par, ats in grams.items() for r in ranks.get(par, ()) for at in ats]
+            found.extend((start, length, at, k) for _, at, k in sorted(hits))
+    return found
 
 
 def _candidates(words1: Sequence[str], words2: Sequence[str], matchers: Matchers, modules: int) -> list[list[Match]]:
-    n1, n2 = len(words1), len(words2)
-    found: list[list[Match]] = [[] for _ in range(n2)]
+    found: list[list[Match]] = [[] for _ in words2]
+    exact1 = _positions(words1)
     for j, w2 in enumerate(words2):
-        found[j].extend((j, 1, i, 1, EXACT) for i, w1 in enumerate(words1) if w1 == w2)
+        found[j].extend((j, 1, i, 1, EXACT) for i in exact1.get(w2, ()))
     if modules == 1:
         return found
-    stems1 = [matchers.stem(w) for w in words1]
-    stems2 = [matchers.stem(w) for w in words2]
-    for j, s2 in enumerate(stems2):
-        found[j].extend((j, 1, i, 1, STEM) for i, s1 in enumerate(stems1) if s1 == s2 and words1[i] != words2[j])
-    syn1 = [matchers.synsets(w) for w in words1]
-    syn2 = [matchers.synsets(w) for w in words2]
-    for j, sets2 in enumerate(syn2):
-        if sets2:
-            found[j].extend(
-                (j, 1, i, 1, SYNONYM)
-                for i, sets1 in enumerate(syn1)
-                if words1[i] != words2[j] and not sets1.isdisjoint(sets2)
-            )
-    table = matchers.paraphrases
-    for j in range(n2):  # phrases of line 2 whose paraphrase occurs in line 1
-        for length in range(1, min(matchers.max_phrase, n2 - j) + 1):
-            for par in table.get(tuple(words2[j : j + length]), ()):
-                k = len(par)
-                found[j].extend(
-                    (j, length, i, k, PARAPHRASE) for i in range(n1 - k + 1) if tuple(words1[i : i + k]) == par
-                )
-    for i in range(n1):  # phrases of line 1 whose paraphrase occurs in line 2
-        for length in range(1, min(matchers.max_phrase, n1 - i) + 1):
-            for par in table.get(tuple(words1[i : i + length]), ()):
-                k = len(par)
-                for j in range(n2 - k + 1):
-                    if tuple(words2[j : j + k]) == par:
-                        found[j].append((j, k, i, length, PARAPHRASE))
+    stems1 = _positions([matchers.stem(w) for w in words1])
+    for j, w2 in enumerate(words2):
+        found[j].extend((j, 1, i, 1, STEM) for i in stems1.get(matchers.stem(w2), ()) if words1[i] != w2)
+    by_set: dict[int, list[int]] = {}
+    for i, w1 in enumerate(words1):
+        for synset in matchers.synsets(w1):
+            by_set.setdefault(synset, []).append(i)
+    for j, w2 in enumerate(words2):
+        hits = {i for synset in matchers.synsets(w2) for i in by_set.get(synset, ())}
+        found[j].extend((j, 1, i, 1, SYNONYM) for i in sorted(hits) if words1[i] != w2)
+    for j, length, i, k in _phrase_matches(words2, words1, matchers):  # phrases of the reference
+        found[j].append((j, length, i, k, PARAPHRASE))
+    for i, length, j, k in _phrase_matches(words1, words2, matchers):  # phrases of the hypothesis
+        found[j].append((j, k, i, length, PARAPHRASE))
     return found
 
 
@@ -178,7 +205,9 @@ def align(
     """The jar's best alignment of hypothesis words ``words1`` to reference words ``words2``."""
     modules = 1 if list(words1) == list(words2) else 4
     found = _candidates(words1, words2, matchers, modules)
-    best = _search(found, _fixed_start(found, len(words1), len(words2)))
+    start = _fixed_start(found, len(words1), len(words2))
+    settled = all(start.matches[m[0]] == m for options in found for m in options)
+    best = start if settled else _search(found, start)  # nothing left to choose: the search would keep ``start``
     result = Alignment(best.matches)
     for m in best.matches:
         if m is None:

@@ -48,6 +48,14 @@ def _split_fields(references: Sequence[str], hypothesis: str) -> tuple[list[str]
     return [_java_trim(p) for p in parts[1:-1]], _java_trim(parts[-1])
 
 
+def _ranks(paraphrases: list[tuple[str, ...]]) -> dict[tuple[str, ...], list[int]]:
+    """Each paraphrase to its places in the table's list (a pair listed twice matches twice, as in the jar)."""
+    ranks: dict[tuple[str, ...], list[int]] = {}
+    for rank, paraphrase in enumerate(paraphrases):
+        ranks.setdefault(paraphrase, []).append(rank)
+    return ranks
+
+
 def _java_trim(text: str) -> str:
     start, end = 0, len(text)
     while start < end and text[start] <= " ":
@@ -96,11 +104,15 @@ class NativeMeteor:
         """Per image, the jar's statistics of its best reference, shape (N, 23)."""
         fields = [_split_fields(refs, hyp) for refs, hyp in zip(references, candidates, strict=True)]
         lines = [(tuple(map(self.normalize, f[0])), self.normalize(f[1])) if f else None for f in fields]
-        vocab = {w for line in lines if line for ref in line[0] for w in ref} | {
-            w for line in lines if line for w in line[1]
-        }
-        phrases = paraphrases_for(self.table, vocab)
-        matchers = Matchers(self.stem, self.synsets, phrases, max((len(p) for p in phrases), default=0))
+        sentences = {ref for line in lines if line for ref in line[0]} | {line[1] for line in lines if line}
+        longest = self.table.max_phrase
+        ngrams = {s[i : i + n] for s in sentences for n in range(1, longest + 1) for i in range(len(s) - n + 1)}
+        phrases = paraphrases_for(self.table, ngrams)
+        ranked = {phrase: _ranks(pars) for phrase, pars in phrases.items()}
+        longest_par = max((len(p) for pars in phrases.values() for p in pars), default=0)
+        targets = frozenset(p for pars in phrases.values() for p in pars)
+        longest = max((len(p) for p in phrases), default=0)
+        matchers = Matchers(self.stem, self.synsets, ranked, longest, longest_par, targets)
         function_words = self.lexicon.function_words
         out = np.zeros((len(lines), N_STATS))
         for n, line in enumerate(lines):

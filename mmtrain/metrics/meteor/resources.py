@@ -110,14 +110,37 @@ def load_lexicon(jar: Path) -> Lexicon:
 
 @dataclass
 class PhraseTable:
-    """The paraphrase pairs as word ids: phrase k's words are ``ids[offsets[k]:offsets[k + 1]]``.
+    """The paraphrase pairs as word ids, indexed by a hash of their reference-side phrase.
 
-    Entry k pairs reference-side phrase ``2 k`` with its paraphrase ``2 k + 1``, in the file's order.
+    Phrase k's words are ``ids[offsets[k]:offsets[k + 1]]``; pair p is phrase ``2 p`` (reference side) and its
+    paraphrase ``2 p + 1``, numbered in the file's order. ``keys`` holds the hash of each pair's reference side,
+    sorted, and ``order`` the pairs in that order (file order among equal keys), so looking a phrase up is a binary
+    search rather than a scan of 32 million word ids.
     """
 
     vocab: list[str]
     ids: np.ndarray
     offsets: np.ndarray
+    keys: np.ndarray
+    order: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.index = {word: i for i, word in enumerate(self.vocab)}
+        self.max_phrase = int(np.diff(self.offsets)[0::2].max()) if len(self.offsets) > 1 else 0
+
+
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+def phrase_keys(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each phrase ``ids[start:start + length]`` (wrapping arithmetic; collisions are checked)."""
+    keys = np.zeros(len(starts), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for position in range(int(lengths.max()) if len(lengths) else 0):
+            has = lengths > position
+            words = ids[starts[has] + position].astype(np.uint64) + np.uint64(1)
+            keys[has] = keys[has] * _MULTIPLIER + words
+    return keys
 
 
 def _read_table(path: Path) -> PhraseTable:
@@ -131,41 +154,46 @@ def _read_table(path: Path) -> PhraseTable:
             for word in line.split():
                 ids.append(vocab.setdefault(word, len(vocab)))
             offsets.append(len(ids))
-    return PhraseTable(list(vocab), np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64))
+    return _indexed(list(vocab), np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64))
+
+
+def _indexed(vocab: list[str], ids: np.ndarray, offsets: np.ndarray) -> PhraseTable:
+    keys = phrase_keys(ids, offsets[0:-1:2], np.diff(offsets)[0::2])
+    order = np.argsort(keys, kind="stable")
+    return PhraseTable(vocab, ids, offsets, keys[order], order.astype(np.int64))
 
 
 def load_phrase_table(jar: Path) -> PhraseTable:
     """The paraphrase table beside the jar, from the ``.npz`` cache when it matches the file."""
     source = jar.parent / "data" / "paraphrase-en.gz"
-    cache = _cache_dir() / f"paraphrase-{_key(source)}.npz"
+    cache = _cache_dir() / f"paraphrase-v2-{_key(source)}.npz"
     if cache.is_file():
         with np.load(cache) as data:
-            return PhraseTable(bytes(data["vocab"]).decode("utf-8").split("\n"), data["ids"], data["offsets"])
+            vocab = bytes(data["vocab"]).decode("utf-8").split("\n")
+            return PhraseTable(vocab, data["ids"], data["offsets"], data["keys"], data["order"])
     table = _read_table(source)
-    vocab = np.frombuffer("\n".join(table.vocab).encode("utf-8"), dtype=np.uint8)
-    _atomic_write(cache, lambda stream: np.savez(stream, vocab=vocab, ids=table.ids, offsets=table.offsets))
+    arrays = {"ids": table.ids, "offsets": table.offsets, "keys": table.keys, "order": table.order}
+    arrays["vocab"] = np.frombuffer("\n".join(table.vocab).encode("utf-8"), dtype=np.uint8)
+    _atomic_write(cache, lambda stream: np.savez(stream, **arrays))
     return table
 
 
-def paraphrases_for(table: PhraseTable, words: set[str]) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
-    """Reference phrase to its paraphrases, in file order, for the pairs made only of ``words``.
-
-    A pair with any other word can never match inside a corpus whose words are ``words``, so it is left out.
-    """
-    known = np.zeros(len(table.vocab) + 1, dtype=bool)
-    index = {word: i for i, word in enumerate(table.vocab)}
-    for word in words:
-        if word in index:
-            known[index[word]] = True
-    lengths = np.diff(table.offsets)
-    unknown = np.add.reduceat((~known[table.ids]).astype(np.int32), table.offsets[:-1]) if len(table.ids) else []
-    unknown = np.where(lengths > 0, unknown, 0)
-    phrase_ok = unknown == 0
-    pair_ok = np.flatnonzero(phrase_ok[0::2] & phrase_ok[1::2])
+def paraphrases_for(table: PhraseTable, phrases: set[tuple[str, ...]]) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
+    """Each of ``phrases`` that the table has on its reference side, to its paraphrases in the file's order."""
+    wanted = [p for p in phrases if 0 < len(p) <= table.max_phrase and all(w in table.index for w in p)]
+    if not wanted:
+        return {}
+    flat = np.asarray([table.index[w] for p in wanted for w in p], dtype=np.int32)
+    lengths = np.asarray([len(p) for p in wanted], dtype=np.int64)
+    keys = phrase_keys(flat, np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    lo = np.searchsorted(table.keys, keys, side="left")
+    hi = np.searchsorted(table.keys, keys, side="right")
     out: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
-    vocab = table.vocab
-    for k in pair_ok.tolist():
-        ref = tuple(vocab[i] for i in table.ids[table.offsets[2 * k] : table.offsets[2 * k + 1]].tolist())
-        par = tuple(vocab[i] for i in table.ids[table.offsets[2 * k + 1] : table.offsets[2 * k + 2]].tolist())
-        out.setdefault(ref, []).append(par)
+    vocab, ids, offsets = table.vocab, table.ids, table.offsets
+    for phrase, a, b in zip(wanted, lo.tolist(), hi.tolist(), strict=True):
+        for pair in table.order[a:b].tolist():
+            ref = tuple(vocab[i] for i in ids[offsets[2 * pair] : offsets[2 * pair + 1]].tolist())
+            if ref == phrase:  # a hash collision is not a match
+                par = ids[offsets[2 * pair + 1] : offsets[2 * pair + 2]].tolist()
+                out.setdefault(phrase, []).append(tuple(vocab[i] for i in par))
     return out
