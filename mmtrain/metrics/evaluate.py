@@ -10,28 +10,22 @@ import logging
 import sys
 from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from mmtrain.errors import UserError
 from mmtrain.io import write_json, write_jsonl, write_text
 from mmtrain.metrics.coco_files import load_references, load_results, match_ids
-from mmtrain.metrics.meteor import meteor_unavailable_reason
 from mmtrain.metrics.report import render_report
-from mmtrain.metrics.scores import CaptionScores, score_captions
+from mmtrain.metrics.scores import CaptionScores, meteor_backend, score_captions
 from mmtrain.metrics.spice import spice_unavailable_reason
 from mmtrain.metrics.stats import bootstrap_ci, diversity, paired_bootstrap
 
 logger = logging.getLogger(__name__)
 
 
-def _meteor_choice(meteor: bool | Literal["auto"]) -> tuple[bool, str | None]:
-    """Whether to run METEOR, and why not when it is skipped."""
-    if meteor == "auto":
-        reason = meteor_unavailable_reason()
-        return reason is None, reason
-    if meteor:
-        return True, None
-    return False, "not requested (meteor=false)"
+def _meteor_choice(meteor: bool | str) -> tuple[str | None, str | None]:
+    """The METEOR implementation to run (python, java) or None, and why not when it is skipped."""
+    return meteor_backend(meteor)
 
 
 def _comparison(
@@ -57,7 +51,7 @@ def evaluate_files(
     *,
     allow_partial: bool = False,
     compare: str | Path | None = None,
-    meteor: bool | Literal["auto"] = "auto",
+    meteor: bool | str = "auto",
     spice_jar: str | Path | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
@@ -70,7 +64,8 @@ def evaluate_files(
         out_dir: Where to write the three files (created if needed; each written atomically).
         allow_partial: Score only the images present in both files instead of refusing (noted in the output).
         compare: A second results file for the same references: adds a paired-bootstrap comparison.
-        meteor: True to require METEOR, False to skip it, "auto" to run it when Java and pycocoevalcap are there.
+        meteor: "python" (no Java), "java" (the jar), "auto" (Python when pycocoevalcap's METEOR data is there,
+            else the jar when Java is, else skipped with the reason), True (auto, but required), False to skip.
         spice_jar: Path to a SPICE jar with its models; SPICE is skipped (with the reason) otherwise.
         bootstrap: Bootstrap resamples for the 95% intervals (0 for none).
         seed: Seed of the bootstrap.
@@ -89,6 +84,8 @@ def evaluate_files(
     scores = score_captions(refs, {k: captions[k] for k in image_ids}, meteor=run_meteor, spice_jar=spice_jar)
     metrics = _metrics(scores, meteor_reason, spice_jar, bootstrap, seed)
     metrics.update(n_images=len(image_ids), partial=partial or False, results=str(results), references=str(references))
+    if run_meteor is not None:
+        metrics["meteor_implementation"] = run_meteor
     if other_captions is not None:
         other = score_captions(refs, {k: other_captions[k] for k in image_ids}, meteor=run_meteor, spice_jar=spice_jar)
         metrics["comparison"] = _comparison(scores, other, compare, bootstrap, seed)
@@ -158,13 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out", help="output folder for metrics.json, per_image.jsonl, report.md")
     parser.add_argument("--allow-partial", action="store_true", help="score the images present in both files")
     parser.add_argument("--compare", help="a second results file to compare against (paired bootstrap)")
-    parser.add_argument("--meteor", choices=["auto", "true", "false"], default="auto")
+    parser.add_argument("--meteor", choices=["auto", "python", "java", "true", "false"], default="auto")
     parser.add_argument("--spice-jar", help="path to spice-1.0.jar with Stanford CoreNLP models in lib/")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no intervals)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s")
-    meteor: bool | Literal["auto"] = "auto" if args.meteor == "auto" else args.meteor == "true"
+    meteor = args.meteor
     try:
         metrics = evaluate_files(
             args.results,

@@ -12,7 +12,7 @@ import numpy as np
 from mmtrain.errors import UserError
 from mmtrain.metrics.bleu import BleuCounts, bleu_from_counts, corpus_bleu, counts_from_table
 from mmtrain.metrics.cider import CiderD, cider_from_table
-from mmtrain.metrics.meteor import Meteor, meteor_unavailable_reason
+from mmtrain.metrics.meteor import Meteor, meteor_unavailable_reason, resources_unavailable_reason
 from mmtrain.metrics.ngrams import build_table
 from mmtrain.metrics.rouge import rouge_l
 from mmtrain.metrics.spice import spice_scores
@@ -20,16 +20,51 @@ from mmtrain.metrics.stats import ImageScores
 from mmtrain.metrics.tokenize import tokenize_corpus
 
 BLEU_NAMES = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"]
-_shared_meteor: Meteor | None = None
+_shared: dict[str, object] = {}
+METEOR_CHOICES = ("python", "java", "auto")
 
 
-def shared_meteor() -> Meteor:
-    """One METEOR process for the whole Python process (starting one costs the paraphrase table's loading)."""
-    global _shared_meteor
-    if _shared_meteor is None or _shared_meteor._process.poll() is not None:
-        _shared_meteor = Meteor()
-        atexit.register(_shared_meteor.close)
-    return _shared_meteor
+def meteor_backend(choice: bool | str | None) -> tuple[str | None, str | None]:
+    """Which METEOR runs for ``meteor=choice`` (python, java, auto, true, false), and why none runs.
+
+    ``auto`` prefers the Python implementation (it needs only the jar's data files), then the jar (it needs Java).
+    An explicit choice that cannot run is a UserError; ``auto`` that cannot run is skipped with its reason.
+    """
+    if choice is None or choice is False or str(choice).lower() in ("false", "none", "off"):
+        return None, "not requested (meteor=false)"
+    name = "auto" if choice is True else str(choice).lower()
+    if name not in METEOR_CHOICES and name != "true":
+        raise UserError(f"meteor={choice}: expected one of python, java, auto, false")
+    python_reason = resources_unavailable_reason()
+    java_reason = meteor_unavailable_reason()
+    if name == "python":
+        if python_reason:
+            raise UserError(f"meteor=python {python_reason}")
+        return "python", None
+    if name == "java":
+        if java_reason:
+            raise UserError(f"meteor=java {java_reason}")
+        return "java", None
+    if python_reason is None:
+        return "python", None
+    if java_reason is None:
+        return "java", None
+    if name == "true":
+        raise UserError(f"METEOR {python_reason}")
+    return None, python_reason
+
+
+def shared_meteor(backend: str = "java"):
+    """One METEOR scorer per backend for the whole process (loading one costs the paraphrase table)."""
+    scorer = _shared.get(backend)
+    if backend == "java" and (scorer is None or scorer._process.poll() is not None):
+        scorer = _shared[backend] = Meteor()
+        atexit.register(scorer.close)
+    elif scorer is None:
+        from mmtrain.metrics.meteor.native import NativeMeteor
+
+        scorer = _shared[backend] = NativeMeteor()
+    return scorer
 
 
 @dataclass
@@ -77,7 +112,7 @@ def score_tokenized(
     references: Sequence[Sequence[str]],
     candidates: Sequence[str],
     *,
-    meteor: bool = False,
+    meteor: bool | str = False,
     spice_jar: str | Path | None = None,
     cider_scorer: CiderD | None = None,
     image_ids: Sequence[Hashable] | None = None,
@@ -91,11 +126,11 @@ def score_tokenized(
     scores = dict(zip(BLEU_NAMES, corpus_bleu(counts), strict=True))
     per_image = {name: per_bleu[:, k] for k, name in enumerate(BLEU_NAMES)}
     skipped: dict[str, str] = {}
-    if meteor:
-        reason = meteor_unavailable_reason()
-        if reason is not None:
-            raise UserError(f"METEOR {reason}")
-        scores["METEOR"], per_image["METEOR"] = shared_meteor().score(references, candidates)
+    backend, reason = meteor_backend(meteor)
+    if backend is not None:
+        scores["METEOR"], per_image["METEOR"] = shared_meteor(backend).score(references, candidates)
+    elif meteor is not None and meteor is not False and str(meteor).lower() != "false":
+        skipped["METEOR"] = reason or "unavailable"
     rouge = rouge_l(references, candidates)
     scores["ROUGE_L"], per_image["ROUGE_L"] = rouge.score, rouge.per_image
     cider = cider_from_table(table, ref_image, scorer=cider_scorer)
@@ -114,7 +149,7 @@ def score_captions(
     references: Mapping[Hashable, Sequence[str]],
     candidates: Mapping[Hashable, str],
     *,
-    meteor: bool = False,
+    meteor: bool | str = False,
     spice_jar: str | Path | None = None,
     cider_scorer: CiderD | None = None,
 ) -> CaptionScores:
@@ -137,7 +172,7 @@ def coco_caption_scores(
     references: Mapping[Hashable, Sequence[str]],
     candidates: Mapping[Hashable, str],
     *,
-    meteor: bool = False,
+    meteor: bool | str = False,
     spice_jar: str | None = None,
 ) -> dict[str, float]:
     """COCO caption metrics of raw captions, with pycocoevalcap's key names and values.
@@ -148,7 +183,8 @@ def coco_caption_scores(
     Args:
         references: Image id to its reference captions.
         candidates: Image id to its one candidate caption; the ids must be exactly those of ``references``.
-        meteor: Also compute METEOR (needs Java and pycocoevalcap; raises UserError if missing).
+        meteor: Also compute METEOR: "python" (no Java), "java" (the jar), "auto" or True (Python when its data is
+            installed, else the jar), False to skip. An explicit choice that cannot run raises UserError.
         spice_jar: Path to ``spice-1.0.jar`` (with its CoreNLP models in ``lib/``) to also compute SPICE; SPICE is
             left out of the result if it cannot run.
 

@@ -163,18 +163,20 @@ def _indexed(vocab: list[str], ids: np.ndarray, offsets: np.ndarray) -> PhraseTa
     return PhraseTable(vocab, ids, offsets, keys[order], order.astype(np.int64))
 
 
+_TABLE_ARRAYS = ("ids", "offsets", "keys", "order")
+
+
 def load_phrase_table(jar: Path) -> PhraseTable:
-    """The paraphrase table beside the jar, from the ``.npz`` cache when it matches the file."""
+    """The paraphrase table beside the jar, memory-mapped from its cache folder (built on first use, about 1 min)."""
     source = jar.parent / "data" / "paraphrase-en.gz"
-    cache = _cache_dir() / f"paraphrase-v2-{_key(source)}.npz"
-    if cache.is_file():
-        with np.load(cache) as data:
-            vocab = bytes(data["vocab"]).decode("utf-8").split("\n")
-            return PhraseTable(vocab, data["ids"], data["offsets"], data["keys"], data["order"])
+    cache = _cache_dir() / f"paraphrase-v3-{_key(source)}"
+    if (cache / "vocab.txt").is_file():
+        arrays = [np.load(cache / f"{name}.npy", mmap_mode="r") for name in _TABLE_ARRAYS]
+        return PhraseTable((cache / "vocab.txt").read_text(encoding="utf-8").split("\n"), *arrays)
     table = _read_table(source)
-    arrays = {"ids": table.ids, "offsets": table.offsets, "keys": table.keys, "order": table.order}
-    arrays["vocab"] = np.frombuffer("\n".join(table.vocab).encode("utf-8"), dtype=np.uint8)
-    _atomic_write(cache, lambda stream: np.savez(stream, **arrays))
+    for name in _TABLE_ARRAYS:
+        _atomic_write(cache / f"{name}.npy", lambda stream, name=name: np.save(stream, getattr(table, name)))
+    _atomic_write(cache / "vocab.txt", lambda stream: stream.write("\n".join(table.vocab).encode("utf-8")))
     return table
 
 
