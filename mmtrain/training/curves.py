@@ -1,18 +1,20 @@
 """``RUN/curves.png``: training loss, learning rate and each validation metric against the step.
 
 Redrawn at every validation and at the end of training, and written atomically, so that a person can open it while
-the run goes on. The points are kept in checkpoints: a resumed run draws its whole history.
+the run goes on. A resumed run draws its whole history: the points are kept in checkpoints, and ``RUN/curves.json``
+(written with each picture) gives back the validations that ran after the checkpoint was written.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 
-from mmtrain.io import atomic_open
+from mmtrain.io import atomic_open, write_json
 
 COLUMNS = 4
 
@@ -32,6 +34,24 @@ class Curves(pl.Callback):
             return
         lr = max(group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups)
         self.train.append((step, float(loss), float(lr)))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """On resume, take back the earlier points up to the restored step that the checkpoint did not hold."""
+        step, sidecar = trainer.global_step, self.path.with_suffix(".json")
+        if step == 0 or not sidecar.is_file():
+            return
+        try:
+            earlier = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # a damaged picture's points: the checkpoint's own are still drawn
+        known = {point[0] for point in self.train}
+        self.train += [tuple(p) for p in earlier.get("train", []) if p[0] <= step and p[0] not in known]
+        for name, points in earlier.get("val", {}).items():
+            seen = {p[0] for p in self.val.get(name, [])}
+            self.val.setdefault(name, []).extend(tuple(p) for p in points if p[0] <= step and p[0] not in seen)
+        self.train.sort()
+        for points in self.val.values():
+            points.sort()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -86,3 +106,4 @@ class Curves(pl.Callback):
         figure.suptitle(f"{self.path.parent.name} · step {last}", fontsize=11)
         with atomic_open(self.path, "wb") as handle:
             figure.savefig(handle, format="png", dpi=90)
+        write_json(self.path.with_suffix(".json"), self.state_dict(), indent=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shlex
 import shutil
@@ -97,6 +98,9 @@ def test_resume_last_without_out_continues_the_latest_run_and_keeps_its_log(tiny
     assert [int(row["step"]) for row in after if "train/loss" in row] == [1, 3, 5]
     assert [int(row["step"]) for row in after if "val/CIDEr" in row] == [1, 3, 5]
     assert not (older / "logs").exists()
+    drawn = json.loads((run / "curves.json").read_text())  # the points of curves.png
+    assert [point[0] for point in drawn["train"]] == [1, 2, 4, 6]  # both runs, once
+    assert [point[0] for point in drawn["val"]["val/CIDEr"]] == [2, 4, 6]
 
 
 def test_resume_last_with_no_earlier_run_says_so_in_one_line(tiny_store, tmp_path):
