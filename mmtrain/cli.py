@@ -13,6 +13,16 @@ from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
+
+def _register_resolvers() -> None:
+    """``${run_folder:...}`` (fit's default out) resolves wherever these configs are composed, tests included."""
+    from mmtrain.training.resume import register_resolvers
+
+    register_resolvers()
+
+
+_register_resolvers()
+
 # command -> (module with run(cfg), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("mmtrain.commands.preprocess", "validate, clean and store a dataset (COCO, shapes, ...)"),
