@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mmtrain.errors import UserError
-from mmtrain.metrics import meteor as meteor_module
+from mmtrain.metrics.meteor import jar as meteor_module
 from mmtrain.metrics.meteor import Meteor
 from mmtrain.metrics.scores import coco_caption_scores, shared_meteor
 from mmtrain.metrics.spice import spice_scores, spice_unavailable_reason
@@ -22,8 +22,8 @@ HAS_JAVA = shutil.which("java") is not None
 def test_meteor_without_java_is_a_clear_user_error(monkeypatch) -> None:
     monkeypatch.setattr(meteor_module.shutil, "which", lambda _: None)
     assert "needs Java" in meteor_module.meteor_unavailable_reason()
-    with pytest.raises(UserError, match="METEOR needs Java"):
-        coco_caption_scores({1: ["a dog"]}, {1: "a dog"}, meteor=True)
+    with pytest.raises(UserError, match="meteor=java needs Java"):
+        coco_caption_scores({1: ["a dog"]}, {1: "a dog"}, meteor="java")
 
 
 @pytest.mark.java
