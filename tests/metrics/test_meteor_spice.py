@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mmtrain.errors import UserError
-from mmtrain.metrics.meteor import jar as meteor_module
 from mmtrain.metrics.meteor import Meteor
+from mmtrain.metrics.meteor import jar as meteor_module
 from mmtrain.metrics.scores import coco_caption_scores, shared_meteor
 from mmtrain.metrics.spice import spice_scores, spice_unavailable_reason
 
