@@ -173,3 +173,14 @@ def test_each_job_of_a_multirun_writes_into_its_own_hydra_job_folder(tiny_store,
         config = OmegaConf.load(folder / "config.yaml")
         assert (config.out, config.optim.lr) == (str(folder), lr)
     assert not (sweep / "checkpoints").exists()  # nothing written to the shared sweep folder itself
+
+
+def test_the_logger_group_adds_loggers_beside_the_csv_log(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert set(_compose([]).logger) == {"csv"}
+    cfg = _compose(["logger=[tensorboard,mlflow,wandb]", "out=runs/x"])
+    assert set(cfg.logger) == {"csv", "tensorboard", "mlflow", "wandb"}
+    assert cfg.logger.mlflow.tracking_uri == "sqlite:///runs/x/mlflow.db"  # a local store in the run folder
+    assert cfg.logger.wandb.mode == "offline"
+    assert _compose(["logger=wandb", "logger.wandb.mode=online"]).logger.wandb.mode == "online"
