@@ -92,6 +92,12 @@ def _write_outputs(cfg: DictConfig, rows: list[dict], skipped: list[tuple[str, s
         from mmtrain.outputs.gallery import write_gallery
 
         matched = references_by_file([r["file"] for r in rows], references) if references else None
+        if references and len(matched) < len(rows):  # matched by file name, or by the COCO id a name carries
+            print(
+                f"mmtrain caption: warning: {len(rows) - len(matched)} of {len(rows)} images have no references in "
+                f"{cfg.references} (matched by file name); the gallery shows references for {len(matched)}",
+                file=sys.stderr,
+            )
         page = write_gallery(
             cfg.html, rows, references=matched, title=f"mmtrain captions: {Path(cfg.ckpt).name}", embed=cfg.html_embed
         )

@@ -124,7 +124,6 @@ def test_a_wrong_image_root_names_how_many_where_and_writes_rejected_jsonl(examp
 
 
 def test_eval_refuses_an_empty_split_and_a_store_of_another_image_size(example, tiny_checkpoint, tmp_path, cli):
-    fixed = example / "stores" / "fixed"
     empty = tmp_path / "empty"
     assert run_in_process("preprocess", "data=csv", f"data.root={example / 'my_photos'}", f"out={empty}", *SMALL)
     code, stderr = cli("eval", f"ckpt={tiny_checkpoint}", f"store={empty}", "split=test", f"out={tmp_path / 'e1'}")
@@ -134,7 +133,6 @@ def test_eval_refuses_an_empty_split_and_a_store_of_another_image_size(example, 
     assert run_in_process("preprocess", "data=csv", *args, f"out={bigger}", "num_workers=0").returncode == 0
     code, stderr = cli("eval", f"ckpt={tiny_checkpoint}", f"store={bigger}", "split=val", f"out={tmp_path / 'e2'}")
     assert_one_line_error(code, stderr, "was trained on 32 px images but", "holds 48 px images", str(bigger))
-    del fixed
 
 
 def test_a_short_fit_records_the_store_dataset_and_the_best_checkpoint(example, tmp_path, monkeypatch):
@@ -202,3 +200,12 @@ def test_pretrained_weights_offline_fail_within_seconds_naming_encoder_checkpoin
     code, stderr = cli("fit", "encoder=vit_grid_tiny", "encoder.pretrained=true", f"out={tmp_path / 'run'}")
     assert_one_line_error(code, stderr, "encoder.pretrained=true", "not in the local cache", "encoder.checkpoint=PATH")
     assert time.perf_counter() - started < 30
+
+
+def test_the_gallery_says_when_photos_have_no_references(example, tiny_checkpoint, tmp_path):
+    references = example / "stores" / "fixed" / "references_val.json"  # one photo of the five: city/bike.jpg
+    args = [f"ckpt={tiny_checkpoint}", f"inputs=[{example / 'my_photos' / 'images'}]", f"references={references}"]
+    result = run_in_process("caption", *args, f"html={tmp_path / 'g.html'}", f"out={tmp_path / 'c'}", "table=false")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning: 4 of 5 images have no references in" in result.stderr
+    assert "the gallery shows references for 1" in result.stderr and (tmp_path / "g.html").is_file()
