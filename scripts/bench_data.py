@@ -1,20 +1,26 @@
 """Benchmark the data path on real COCO photos; prints one JSON object a line, each with both sides and the ratio.
 
 The photos are ../shared/data/coco_tiny100 (100 real COCO images with 5 captions each): 95 go to train, repeated
-``--repeats`` times under distinct file names and ids, and 5 to val. Three comparisons, each measured in this run:
+``--repeats`` times under distinct file names and ids, and 5 to val. The comparisons, each measured in this run:
 
-- ``training_loader``: images/s of an epoch of ``mmtrain fit``'s training loader over the preprocessed store (uint8
+- ``jpeg_store_size_ratio``: bytes of the train split's chunks in a raw store (uint8 arrays) over those of a JPEG
+  store (``image_format=jpeg``, quality 90) of the same images; with the per-image decode cost of each.
+- ``train_loader_workers_speedup``: images/s of fit's training loader over the JPEG store (read, JPEG decode,
+  captions tokenized, the step's captions chosen) with ``num_workers=2`` against ``num_workers=0``, sides alternating
+  over ``--rounds`` rounds, medians compared. Steady state: the clock starts at each epoch's first batch, so the
+  workers' start (a fork per epoch, paid once per epoch of a real run) is reported beside it, not in the rate.
+- ``training_loader``: images/s of an epoch of ``mmtrain fit``'s training loader over the raw store (uint8
   images, captions tokenized) against a torchvision ImageFolder-style Dataset that decodes each original JPEG and
   resizes it (shorter side, centre crop) per sample. Same batch size, same output size, both read in the training
-  process (fit's training loader has no worker processes).
+  process.
 - ``preprocess_workers``: images/s of the whole ``mmtrain preprocess`` run (validation, decoding and resizing,
   tokenizer, store writing) with 1 decoding process and with 2, in shards of 64 images.
 - ``feature_cache_epoch``: seconds of one training epoch with a frozen encoder (``encoder.freeze=all``, fit's own
   module, loader and Lightning trainer, validation off), training from the feature cache against running the encoder.
   The one-off cost of writing the cache is reported beside it.
 
-Usage: python scripts/bench_data.py [--data ../shared/data] [--repeats 2] [--batch-size 32] [--size 224]
-       [--encoder vit_base_patch16_224]
+Usage: python scripts/bench_data.py [--data ../shared/data] [--repeats 6] [--batch-size 32] [--size 224]
+       [--rounds 5] [--encoder vit_base_patch16_224] [--no-doc] [--from-json RUN.jsonl]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -34,11 +41,15 @@ ROOT = Path(__file__).resolve().parents[1]
 VAL_IMAGES = 5
 
 
+RESULTS: list[dict] = []
+
+
 def emit(name: str, unit: str, ours: tuple[str, float], peer: tuple[str, float], target: float, **details) -> None:
-    """Print one comparison: both sides, the ratio (ours over peer; for seconds, peer over ours) and the target."""
+    """Print one comparison: both sides, the ratio (ours over peer; for seconds and bytes, peer over ours), target."""
     ratio = ours[1] / peer[1] if unit.endswith("/s") else peer[1] / ours[1]
     row = {"bench": name, "unit": unit, ours[0]: round(ours[1], 2), peer[0]: round(peer[1], 2)}
     row.update({"ratio": round(ratio, 2), "target": target, "met": ratio >= target, **details})
+    RESULTS.append(row)
     print(json.dumps(row), flush=True)
 
 
@@ -73,11 +84,14 @@ def write_table(coco: Path, work: Path, repeats: int) -> tuple[Path, list[Path]]
     return table, train_files
 
 
-def preprocess(table: Path, work: Path, out: Path, size: int, workers: int) -> tuple[float, float, int]:
+def preprocess(
+    table: Path, work: Path, out: Path, size: int, workers: int, image_format: str = "raw"
+) -> tuple[float, float, int]:
     """Run the whole preprocess into ``out``; return (seconds, seconds of its decoding stage, images kept)."""
     from mmtrain.data.images import ResizeSpec
     from mmtrain.data.preprocess import Preprocessor, TextSpec
     from mmtrain.data.sources.table import CaptionTable
+    from mmtrain.data.store import ImageCoding
 
     source = CaptionTable(file=str(table), image_root=str(work / "images"), split_column="split")
     preprocessor = Preprocessor(
@@ -87,6 +101,7 @@ def preprocess(table: Path, work: Path, out: Path, size: int, workers: int) -> t
         text=TextSpec(vocab_size=500),
         num_workers=workers,
         shard_size=64,
+        image_coding=ImageCoding(format=image_format, quality=90),
     )
     decode, decode_seconds = preprocessor._decode, []
 
@@ -158,6 +173,100 @@ def bench_loader(store: Path, train_files: list[Path], batch_size: int, size: in
         batch_size=batch_size,
         size=size,
         workers=0,
+    )
+
+
+def store_bytes(store: Path) -> int:
+    """Bytes of the train split's chunk files."""
+    return sum(path.stat().st_size for path in (store / "train").glob("*.bin"))
+
+
+def decode_us(store: Path) -> float:
+    """Median microseconds to turn one stored train item into RGB pixels (a JPEG decode, or nothing for raw)."""
+    from mmtrain.data.store import item_image, open_split
+
+    stream = open_split(store / "train")
+    items = [stream[i] for i in range(len(stream))]
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for item in items:
+            item_image(item)
+        times.append((time.perf_counter() - started) / len(items) * 1e6)
+    return statistics.median(times)
+
+
+def bench_store_size(raw: Path, jpeg: Path, images: int) -> None:
+    raw_bytes, jpeg_bytes = store_bytes(raw), store_bytes(jpeg)
+    emit(
+        "jpeg_store_size_ratio",
+        "bytes",
+        ("jpeg_q90", jpeg_bytes),
+        ("raw", raw_bytes),
+        5.0,
+        train_images=images,
+        kb_per_image={"raw": round(raw_bytes / images / 1024, 1), "jpeg_q90": round(jpeg_bytes / images / 1024, 1)},
+        decode_us_per_image={"raw": round(decode_us(raw), 1), "jpeg_q90": round(decode_us(jpeg), 1)},
+    )
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (the training process; loader workers are separate processes)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+def loader_epoch(datamodule, loader, epoch: int) -> tuple[float, float, int, float]:
+    """Epoch ``epoch`` of fit's training loader: (steady images/s after the first batch, seconds to the first,
+    images, CPU milliseconds per image spent in the training process)."""
+    loader.consumed = lambda: epoch * len(loader)
+    cpu, started = cpu_seconds(), time.perf_counter()
+    batches = iter(loader)
+    first_batch = datamodule.on_before_batch_transfer(next(batches), 0)
+    first = time.perf_counter()
+    count = 0
+    for batch in batches:
+        count += len(datamodule.on_before_batch_transfer(batch, 0).image_ids)  # the step's captions, as in fit
+    rate = count / (time.perf_counter() - first)
+    images = count + len(first_batch.image_ids)
+    return rate, first - started, images, (cpu_seconds() - cpu) * 1000 / images
+
+
+def bench_loader_workers(jpeg: Path, batch_size: int, rounds: int) -> None:
+    from mmtrain.data.datamodule import CaptionDataModule
+
+    sides = {}
+    for workers in (0, 2):  # one loader per side for the whole run, as fit keeps one: workers start once
+        datamodule = CaptionDataModule(
+            store=str(jpeg), batch_size=batch_size, captions_per_image=2, num_workers=workers
+        )
+        sides[workers] = (datamodule, datamodule.train_dataloader())
+    starts = {w: round(loader_epoch(*sides[w], 0)[1], 3) for w in (0, 2)}  # first epoch: start-up, page cache
+    rates: dict[int, list[float]] = {0: [], 2: []}
+    cpu_ms: dict[int, list[float]] = {0: [], 2: []}
+    for epoch in range(1, rounds + 1):
+        for workers in (0, 2):
+            rate, _, images, cpu = loader_epoch(*sides[workers], epoch)
+            rates[workers].append(round(rate, 1))
+            cpu_ms[workers].append(round(cpu, 2))
+    emit(
+        "train_loader_workers_speedup",
+        "images/s",
+        ("workers_2", statistics.median(rates[2])),
+        ("workers_0", statistics.median(rates[0])),
+        1.6,
+        store="jpeg_q90",
+        images_per_epoch=images,
+        batch_size=batch_size,
+        rounds=rounds,
+        per_round={"workers_2": rates[2], "workers_0": rates[0]},
+        first_epoch_first_batch_s={"workers_2": starts[2], "workers_0": starts[0]},
+        training_process_cpu_ms_per_image={
+            "workers_2": statistics.median(cpu_ms[2]),
+            "workers_0": statistics.median(cpu_ms[0]),
+        },
     )
 
 
@@ -245,12 +354,26 @@ def bench_feature_cache(store: Path, encoder: str, batch_size: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data", help="real data folder; relative to the repo root")
-    parser.add_argument("--repeats", type=int, default=2, help="copies of each training photo")
+    parser.add_argument("--repeats", type=int, default=6, help="copies of each training photo in the loader benches")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the loader-workers bench")
     parser.add_argument("--encoder", default="vit_base_patch16_224", help="timm model frozen in the epoch benchmark")
+    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--from-json", type=Path, help="write the docs section from a past run's last JSON line")
+    parser.add_argument(
+        "--remeasure-workers", action="store_true", help="with --from-json: measure the loader-workers row again"
+    )
     args = parser.parse_args()
     data = Path(args.data) if Path(args.data).is_absolute() else ROOT / args.data
+    if args.from_json:
+        report = json.loads(args.from_json.read_text(encoding="utf-8").strip().splitlines()[-1])
+        if args.remeasure_workers:
+            report = remeasure_workers(report, data / "coco_tiny100", args)
+            print(json.dumps(report), flush=True)
+        if not args.no_doc:
+            write_doc(report)
+        return 0
     coco = data / "coco_tiny100"
     if not coco.is_dir():
         print(json.dumps({"skipped": f"{coco} is absent: the benchmark needs real photos from ../shared/data"}))
@@ -258,16 +381,14 @@ def main() -> int:
     import logging
 
     logging.disable(logging.INFO)  # the JSON lines are the output
-    print(
-        json.dumps(
-            {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
-        )
-    )
+    load_before = os.getloadavg()[0]
+    info = {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
+    print(json.dumps(info))
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
-        work = Path(tmp)
-        table, train_files = write_table(coco.resolve(), work, args.repeats)
-        one, decode_one, images = preprocess(table, work, work / "store1", args.size, workers=1)
-        two, decode_two, _ = preprocess(table, work, work / "store2", args.size, workers=2)
+        small, large = Path(tmp) / "small", Path(tmp) / "large"
+        table, train_files = write_table(coco.resolve(), small, 2)
+        one, decode_one, images = preprocess(table, small, small / "store1", args.size, workers=1)
+        two, decode_two, _ = preprocess(table, small, small / "store2", args.size, workers=2)
         emit(
             "preprocess_workers",
             "images/s",
@@ -280,9 +401,85 @@ def main() -> int:
                 "workers_2": round(images / decode_two, 2),
             },
         )
-        bench_loader(work / "store2", train_files, args.batch_size, args.size)
-        bench_feature_cache(work / "store2", args.encoder, args.batch_size)
+        big_table, big_files = write_table(coco.resolve(), large, args.repeats)
+        preprocess(big_table, large, large / "raw", args.size, workers=2)
+        preprocess(big_table, large, large / "jpeg", args.size, workers=2, image_format="jpeg")
+        bench_store_size(large / "raw", large / "jpeg", len(big_files))
+        bench_loader_workers(large / "jpeg", args.batch_size, args.rounds)
+        bench_loader(small / "store2", train_files, args.batch_size, args.size)
+        bench_feature_cache(small / "store2", args.encoder, args.batch_size)
+    report = {**info, "size": args.size, "results": RESULTS}
+    report["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
+    print(json.dumps(report), flush=True)  # the whole run, last: --from-json reads it back
+    if not args.no_doc:
+        write_doc(report)
     return 0
+
+
+def remeasure_workers(report: dict, coco: Path, args) -> dict:
+    """``report`` with its train_loader_workers_speedup row measured again now (the rest is the past run's)."""
+    import datetime
+
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+        large = Path(tmp) / "large"
+        big_table, _ = write_table(coco.resolve(), large, args.repeats)
+        preprocess(big_table, large, large / "jpeg", args.size, workers=2, image_format="jpeg")
+        load_before = os.getloadavg()[0]
+        bench_loader_workers(large / "jpeg", args.batch_size, args.rounds)
+    row = {**RESULTS[-1], "measured": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
+    row["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
+    results = [row if r["bench"] == row["bench"] else r for r in report["results"]]
+    return {**report, "results": results}
+
+
+TITLES = {
+    "jpeg_store_size_ratio": "store size, bytes per train split: raw uint8 arrays / JPEG quality 90",
+    "train_loader_workers_speedup": "fit's training loader over the JPEG store, images/s: 2 workers vs in-process",
+    "training_loader": "fit's training loader over the raw store vs decoding each JPEG file, images/s (in-process)",
+    "preprocess_workers": "preprocess, images/s: 2 decoding processes vs 1",
+    "feature_cache_epoch": "frozen-encoder epoch, s: from the feature cache vs running the encoder",
+}
+
+
+def write_doc(report: dict) -> None:
+    """The run's rows and how they were measured, as the "data" section of docs/benchmarks.md."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from benchdoc import write_section
+
+    rows = []
+    for r in report["results"]:
+        sides = [k for k in r if k not in ("bench", "unit", "ratio", "target", "met")][:2]
+        rows.append(
+            (TITLES[r["bench"]], r[sides[0]], r[sides[1]], f"{r['ratio']:.2f}x", f">= {r['target']}x", r["met"])
+        )
+    by_name = {r["bench"]: r for r in report["results"]}
+    workers, size = by_name["train_loader_workers_speedup"], by_name["jpeg_store_size_ratio"]
+    load = report["load_average_1min"]
+    notes = (
+        f"Real COCO photos (coco_tiny100) at {report['size']} px, batch {workers['batch_size']}. Store size: "
+        f"{size['train_images']} train images, {size['kb_per_image']['raw']} KB (raw) vs "
+        f"{size['kb_per_image']['jpeg_q90']} KB (JPEG) per image; decoding a stored item takes "
+        f"{size['decode_us_per_image']['jpeg_q90']} us (JPEG) vs {size['decode_us_per_image']['raw']} us (raw). "
+        f"Loader workers: {workers['rounds']} alternating rounds of an epoch of {workers['images_per_epoch']} images "
+        f"per side (one loader per side, kept across epochs as in fit), medians compared; images/s per round: 2 "
+        f"workers {workers['per_round']['workers_2']}, in-process {workers['per_round']['workers_0']}; the clock "
+        f"starts at each epoch's first batch (the first epoch, which starts the workers, is not timed: its first batch "
+        f"took {workers['first_epoch_first_batch_s']['workers_2']} s with workers and "
+        f"{workers['first_epoch_first_batch_s']['workers_0']} s without). CPU time of the training process per "
+        f"image: {workers['training_process_cpu_ms_per_image']['workers_2']} ms with workers, "
+        f"{workers['training_process_cpu_ms_per_image']['workers_0']} ms in-process. "
+        + (
+            f"This row was measured again at {workers['measured']} (load average {workers['load_average_1min']}), "
+            "after the loader kept its workers across epochs; the other rows are from the run above. "
+            if "measured" in workers
+            else ""
+        )
+        + f"Load average (1 min) {load['before']} before and {load['after']} after the run on "
+        f"{report['cpus']} cores: other jobs shared the machine, which slows both sides; worker ratios need free cores."
+    )
+    write_section(
+        "data", "Data path: store format, loader workers, preprocess, feature cache", report, rows, notes=notes
+    )
 
 
 if __name__ == "__main__":

@@ -74,6 +74,8 @@ class StepResumableLoader:
     ) -> None:
         self.dataset, self.batch_size, self.collate_fn, self.seed = dataset, batch_size, collate_fn, seed
         self.num_workers, self.pin_memory, self.prefetch_factor = num_workers, pin_memory, prefetch_factor
+        self._plan: _Plan | None = None
+        self._workers: Any = None  # a torch DataLoader whose processes live as long as this loader
         self.consumed, self.rank_world = consumed, rank_world
         sizes = chunk_sizes or [len(dataset)]
         bounds = np.cumsum([0, *sizes])
@@ -118,23 +120,42 @@ class StepResumableLoader:
             yield self.collate_fn([cache.pop(i) for i in wanted])
 
     def _from_workers(self, indices: np.ndarray, start: int, batches: int) -> Iterator[Any]:
-        """Batches ``start..batches-1`` of ``indices``, each read and collated whole by one worker, in order."""
+        """Batches ``start..batches-1`` of ``indices``, each read and collated whole by one worker, in order.
+
+        The workers are started once and kept across epochs (starting them costs a fork and LitData's set-up per
+        worker); each ``iter`` hands them that epoch's plan.
+        """
         from torch.utils.data import DataLoader
 
-        plan = [
-            [int(i) for i in indices[b * self.batch_size : (b + 1) * self.batch_size]] for b in range(start, batches)
-        ]
-        loader = DataLoader(
-            _BatchReader(self.dataset, self.collate_fn),
-            sampler=plan,
-            batch_size=None,  # each sampled element is a whole batch of indices
-            collate_fn=_as_is,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            prefetch_factor=self.prefetch_factor,
-            worker_init_fn=_leave_stop_signals_to_the_trainer,
-        )
-        yield from loader
+        if self._workers is None:
+            self._plan = _Plan()
+            self._workers = DataLoader(
+                _BatchReader(self.dataset, self.collate_fn),
+                sampler=self._plan,
+                batch_size=None,  # each sampled element is a whole batch of indices
+                collate_fn=_as_is,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                prefetch_factor=self.prefetch_factor,
+                persistent_workers=True,
+                worker_init_fn=_leave_stop_signals_to_the_trainer,
+            )
+        size = self.batch_size
+        self._plan.batches = [[int(i) for i in indices[b * size : (b + 1) * size]] for b in range(start, batches)]
+        yield from self._workers
+
+
+class _Plan:
+    """The sampler of the workers' loader: the batches of the epoch being read, set at each ``iter``."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(list(self.batches))
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class _BatchReader:
