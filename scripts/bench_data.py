@@ -469,14 +469,22 @@ def write_doc(report: dict) -> None:
         f"image: {workers['training_process_cpu_ms_per_image']['workers_2']} ms with workers, "
         f"{workers['training_process_cpu_ms_per_image']['workers_0']} ms in-process. "
         + (
-            f"This row was measured again at {workers['measured']} (load average {workers['load_average_1min']}), "
-            "after the loader kept its workers across epochs; the other rows are from the run above. "
+            f"This row was measured again at {workers['measured']} (load average {workers['load_average_1min']['before']}"
+            f" before, {workers['load_average_1min']['after']} after), once the loader kept its workers across epochs;"
+            " the other rows are from the full run, which started about half an hour earlier. "
             if "measured" in workers
             else ""
         )
         + f"Load average (1 min) {load['before']} before and {load['after']} after the run on "
         f"{report['cpus']} cores: other jobs shared the machine, which slows both sides; worker ratios need free cores."
     )
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if autogroup.is_file() and autogroup.read_text().strip() == "1":
+        notes += (
+            " This kernel schedules by autogroup: the processes of one session share one fair slice of the CPU, so"
+            " while other sessions keep the cores busy, the loader's two workers together get about the slice the"
+            " training process alone would get, and the ratio shows their overhead rather than their parallelism."
+        )
     write_section(
         "data", "Data path: store format, loader workers, preprocess, feature cache", report, rows, notes=notes
     )
