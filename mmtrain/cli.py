@@ -143,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNKNOWN_COMMAND
     if "--help" in overrides or "-h" in overrides:
         print(options_help(command))  # then Hydra's groups and the composed config
+    if command == "eval":  # scoring a results file: the same run without composing through Hydra
+        from mmtrain.commands.eval_files import fast_eval
+
+        code = fast_eval(overrides)
+        if code is not None:
+            return code
     from mmtrain.commands import run_hydra
 
     return run_hydra(command, COMMANDS[command][0], overrides)
