@@ -37,7 +37,7 @@ class HistoryCSVLogger(Logger):
         self._save_dir, self._name = str(save_dir), name
         self.flush_every_n_steps = max(1, int(flush_every_n_steps))
         self.rows: list[dict[str, str]] = []
-        self._earlier: set[int] = set()  # indices of rows taken back from the interrupted run
+        self._earlier: dict[tuple, int] = {}  # (step, metric names) -> index, for rows taken back from an earlier run
         self._dirty = False
 
     @property
@@ -65,7 +65,7 @@ class HistoryCSVLogger(Logger):
         """Take back the earlier rows logged before ``step`` (the restored checkpoint's global step); 0: none."""
         earlier = _read_rows(self.metrics_path) if step > 0 else []
         self.rows = [row for row in earlier if _step(row) < step]
-        self._earlier = set(range(len(self.rows)))
+        self._earlier = {_record(row): index for index, row in enumerate(self.rows)}
         self._dirty = True
         self.save()
 
@@ -79,12 +79,11 @@ class HistoryCSVLogger(Logger):
         row = {"step": str(step), **{key: _text(value) for key, value in metrics.items()}}
         if "epoch" in row:
             row["epoch"] = str(int(float(row["epoch"])))
-        replaced = next((i for i in sorted(self._earlier) if _same_record(self.rows[i], row)), None)
+        replaced = self._earlier.pop(_record(row), None)
         if replaced is None:
             self.rows.append(row)
         else:  # the resumed run logged again what the earlier run had logged after its checkpoint
             self.rows[replaced] = row
-            self._earlier.discard(replaced)
         self._dirty = True
         if any(key.startswith("val/") for key in row) or (step + 1) % self.flush_every_n_steps == 0:
             self.save()
@@ -116,10 +115,9 @@ def _step(row: Mapping[str, str]) -> int:
     return int(float(row.get("step") or -1))
 
 
-def _same_record(earlier: Mapping[str, str], row: Mapping[str, str]) -> bool:
-    """Two rows of the same step with the same metrics (values aside): one logging call, made twice."""
-    names = {key for key, value in earlier.items() if value != ""}
-    return earlier.get("step") == row["step"] and names == {key for key, value in row.items() if value != ""}
+def _record(row: Mapping[str, str]) -> tuple[int, frozenset]:
+    """What a logging call was, values aside: its step and the metrics it holds (the same twice: one call, redone)."""
+    return _step(row), frozenset(key for key, value in row.items() if value != "")
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
