@@ -171,7 +171,8 @@ def load_phrase_table(jar: Path) -> PhraseTable:
     source = jar.parent / "data" / "paraphrase-en.gz"
     cache = _cache_dir() / f"paraphrase-v3-{_key(source)}"
     if (cache / "vocab.txt").is_file():
-        arrays = [np.load(cache / f"{name}.npy", mmap_mode="r") for name in _TABLE_ARRAYS]
+        # plain ndarray views of the maps: the same pages, without np.memmap's cost on every slice
+        arrays = [np.asarray(np.load(cache / f"{name}.npy", mmap_mode="r")) for name in _TABLE_ARRAYS]
         return PhraseTable((cache / "vocab.txt").read_text(encoding="utf-8").split("\n"), *arrays)
     table = _read_table(source)
     for name in _TABLE_ARRAYS:
