@@ -174,9 +174,9 @@ def _as_is(batch: Any) -> Any:
 
 
 def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
-    """A SIGINT or SIGTERM sent to the whole process group (Ctrl-C, SLURM) must not kill a worker mid-batch: the
-    training process finishes its step, writes its checkpoint and then shuts the workers down."""
+    """A Ctrl-C reaches the whole process group: a worker must not die of it mid-batch while the training process
+    finishes its step and writes its checkpoint. (SIGTERM keeps its default: it is how the workers are stopped at
+    exit.)"""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
