@@ -3,6 +3,7 @@
 The names below load on first use, so ``import mmtrain.metrics`` is instant.
 
 - :func:`coco_caption_scores`: BLEU-1..4, ROUGE-L, CIDEr-D (+ METEOR, SPICE) of raw captions, pycocoevalcap's keys.
+- :class:`NativeMeteor`: METEOR 1.5 without Java, equal to the jar; :class:`Meteor`: the jar itself.
 - :func:`evaluate_files`: score a COCO results file, with confidence intervals, and write metrics/report files.
 - :func:`ptb_tokenize`, :func:`tokenize_corpus`: pycocoevalcap's PTB tokenization without Java.
 - :class:`CiderD`: CIDEr-D with document frequencies from any corpus, for self-critical (SCST) rewards.
@@ -25,6 +26,7 @@ _EXPORTS = {
     "bleu": "mmtrain.metrics.bleu",
     "rouge_l": "mmtrain.metrics.rouge",
     "Meteor": "mmtrain.metrics.meteor",
+    "NativeMeteor": "mmtrain.metrics.meteor",
     "bootstrap_ci": "mmtrain.metrics.stats",
     "paired_bootstrap": "mmtrain.metrics.stats",
     "diversity": "mmtrain.metrics.stats",
