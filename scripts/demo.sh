@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the built-in dataset: preprocess shapes -> fit -> caption a few test images -> eval on test.
-# The last line printed is the test metrics as one JSON object.
+# The last line printed is the test metrics as one JSON object. DEMO_SEED picks the fit's seed (default 0).
 set -euo pipefail
 OUT=${DEMO_OUT:-runs/demo}
+SEED=${DEMO_SEED:-0}
 MM=${MMTRAIN:-.venv/bin/mmtrain}
 start=$(date +%s)
 step() { echo "== $* ($(( $(date +%s) - start ))s)" >&2; }
@@ -10,7 +11,7 @@ step() { echo "== $* ($(( $(date +%s) - start ))s)" >&2; }
 step "preprocess: generate the shapes dataset as a COCO download and build the store"
 $MM preprocess data=shapes data.root="$OUT/raw" out="$OUT/data" >&2
 step "fit"
-$MM fit experiment=shapes_demo data.store="$OUT/data" out="$OUT/fit" >&2
+$MM fit experiment=shapes_demo seed="$SEED" data.store="$OUT/data" out="$OUT/fit" >&2
 ckpt="$OUT/fit/checkpoints/best.ckpt"
 step "caption 8 test images"
 ls "$PWD/$OUT"/raw/test2017/*.jpg | sed -n '1,8p' > "$OUT/caption_inputs.txt"
