@@ -8,7 +8,7 @@ cannot open: exit code 2), and in a multirun ``sys.argv`` holds the whole sweep 
 Here rank 0 starts the children itself, with what Lightning's launcher would give them (``MASTER_ADDR``,
 ``MASTER_PORT``, ``NODE_RANK``, ``WORLD_SIZE`` and a ``LOCAL_RANK`` each) and a command rebuilt from Hydra's record
 of this job: ``python -m mmtrain fit`` with the job's overrides and the resolved ``out=``, so every rank writes into
-the same folder even when ``out`` holds a ``${now:...}``. ``LOCAL_RANK=0`` is then set in rank 0's environment, and
+the same folder even when ``out`` is the default dated one. ``LOCAL_RANK=0`` is then set in rank 0's environment, and
 Lightning's launcher sees processes that were created outside, as under torchrun.
 """
 
