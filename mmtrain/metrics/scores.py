@@ -78,6 +78,7 @@ class CaptionScores:
         bleu_counts: Per-image BLEU counts.
         skipped: Metric name to the reason it was not computed.
         tokens: Each image's tokenized candidate, as a word list.
+        meteor_stats: Per-image METEOR statistics (N, 23) when METEOR ran.
     """
 
     image_ids: list[Hashable]
@@ -86,11 +87,16 @@ class CaptionScores:
     bleu_counts: BleuCounts
     skipped: dict[str, str] = field(default_factory=dict)
     tokens: list[list[str]] = field(default_factory=list)
+    meteor_stats: np.ndarray | None = None
 
     def image_scores(self) -> ImageScores:
-        """The per-image view the bootstrap resamples."""
-        means = {name: values for name, values in self.per_image.items() if not name.startswith("Bleu_")}
-        return ImageScores(means=means, bleu=self.bleu_counts)
+        """The per-image view the bootstrap resamples (BLEU and METEOR from their summed statistics)."""
+        from mmtrain.metrics.meteor.scorer import summable
+
+        aggregated = ("Bleu_", "METEOR") if self.meteor_stats is not None else ("Bleu_",)
+        means = {name: values for name, values in self.per_image.items() if not name.startswith(aggregated)}
+        meteor = summable(self.meteor_stats) if self.meteor_stats is not None else None
+        return ImageScores(means=means, bleu=self.bleu_counts, meteor=meteor)
 
 
 def _check_ids(references: Mapping[Hashable, Sequence[str]], candidates: Mapping[Hashable, str]) -> None:
@@ -126,9 +132,12 @@ def score_tokenized(
     scores = dict(zip(BLEU_NAMES, corpus_bleu(counts), strict=True))
     per_image = {name: per_bleu[:, k] for k, name in enumerate(BLEU_NAMES)}
     skipped: dict[str, str] = {}
+    meteor_stats = None
     backend, reason = meteor_backend(meteor)
     if backend is not None:
-        scores["METEOR"], per_image["METEOR"] = shared_meteor(backend).score(references, candidates)
+        scores["METEOR"], per_image["METEOR"], meteor_stats = shared_meteor(backend).score_with_stats(
+            references, candidates
+        )
     elif meteor is not None and meteor is not False and str(meteor).lower() != "false":
         skipped["METEOR"] = reason or "unavailable"
     rouge = rouge_l(references, candidates)
@@ -142,7 +151,7 @@ def score_tokenized(
         else:
             scores["SPICE"], per_image["SPICE"] = spice
     tokens = [c.split(" ") if c else [] for c in candidates]
-    return CaptionScores(image_ids, scores, per_image, counts, skipped, tokens)
+    return CaptionScores(image_ids, scores, per_image, counts, skipped, tokens, meteor_stats)
 
 
 def score_captions(

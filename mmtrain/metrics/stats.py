@@ -1,8 +1,8 @@
 """Confidence intervals, paired comparisons and diversity figures for caption metrics.
 
 The bootstrap resamples images with replacement. Corpus BLEU is recomputed from the resampled images' summed counts
-(it is not a mean of per-image scores); ROUGE-L, CIDEr-D, METEOR and SPICE use the mean of per-image scores (for
-METEOR that mean is close to, but not exactly, its corpus score). A resample is a vector of image multiplicities, so
+(it is not a mean of per-image scores), and so is corpus METEOR from the resampled images' summed METEOR statistics;
+ROUGE-L, CIDEr-D and SPICE use the mean of per-image scores. A resample is a vector of image multiplicities, so
 every metric of B resamples is one matrix product, done in chunks to bound memory.
 """
 
@@ -23,15 +23,20 @@ class ImageScores:
     Attributes:
         means: Per-image scores of metrics whose corpus score is their mean, each shape (N,).
         bleu: Per-image BLEU counts (metrics ``Bleu_1``.. are recomputed from their sums), or None.
+        meteor: Per-image METEOR statistics (N, 23) as the corpus adds them (``METEOR`` is recomputed from their
+            sums), or None.
     """
 
     means: Mapping[str, np.ndarray] = field(default_factory=dict)
     bleu: BleuCounts | None = None
+    meteor: np.ndarray | None = None
 
     @property
     def num_images(self) -> int:
         if self.bleu is not None:
             return len(self.bleu.testlen)
+        if self.meteor is not None:
+            return len(self.meteor)
         return len(next(iter(self.means.values()))) if self.means else 0
 
     def columns(self) -> tuple[list[str], np.ndarray]:
@@ -44,6 +49,9 @@ class ImageScores:
             n = self.bleu.guess.shape[1]
             names += ["_testlen", "_reflen"] + [f"_guess{k}" for k in range(n)] + [f"_correct{k}" for k in range(n)]
             columns += [self.bleu.testlen, self.bleu.reflen, *self.bleu.guess.T, *self.bleu.correct.T]
+        if self.meteor is not None:
+            names += [f"_meteor{k}" for k in range(self.meteor.shape[1])]
+            columns += list(np.asarray(self.meteor, dtype=np.float64).T)
         return names, np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=1)
 
     def metrics_from_sums(self, sums: np.ndarray, count: np.ndarray) -> dict[str, np.ndarray]:
@@ -57,6 +65,10 @@ class ImageScores:
             correct = sums[:, [index[f"_correct{k}"] for k in range(n)]]
             scores = bleu_from_counts(sums[:, index["_testlen"]], sums[:, index["_reflen"]], guess, correct)
             out.update({f"Bleu_{k + 1}": scores[:, k] for k in range(n)})
+        if self.meteor is not None:
+            from mmtrain.metrics.meteor.scorer import scores_from_stats
+
+            out["METEOR"] = scores_from_stats(sums[:, [index[f"_meteor{k}"] for k in range(self.meteor.shape[1])]])
         return out
 
 

@@ -144,3 +144,19 @@ def test_equal_to_the_jar_on_the_karpathy_examples() -> None:
         references = [gts[p["image_id"]] for p in predictions]
         difference, share, _ = _agreement(references, [res[n][0] for n in range(len(predictions))])
         assert difference <= 1e-4 and share >= 0.99, name
+
+
+def test_the_bootstrap_recomputes_corpus_meteor_from_statistics(small: NativeMeteor) -> None:
+    from mmtrain.metrics.meteor.scorer import summable
+    from mmtrain.metrics.stats import ImageScores, bootstrap_ci
+
+    references = [["a dog on the grass"], ["a red car"], ["a child on a couch"], ["a cat"]]
+    candidates = ["a dog on grass", "a red car", "a sofa with a child", "a black cat sleeping"]
+    corpus, per_image, stats = small.score_with_stats(references, candidates)
+    scores = ImageScores(meteor=summable(stats))
+    _, matrix = scores.columns()
+    everything_once = scores.metrics_from_sums(matrix.sum(0, keepdims=True), np.array([4.0]))
+    assert everything_once["METEOR"][0] == pytest.approx(corpus, abs=1e-12)
+    assert abs(corpus - per_image.mean()) > 1e-3  # a mean of per-image scores would be another number
+    low, high = bootstrap_ci(scores, resamples=300, seed=0)["METEOR"]
+    assert low <= corpus <= high

@@ -116,7 +116,16 @@ class Meteor:
             stats = [self._receive() for _ in requests]
             self._send([" ||| ".join(["EVAL", *stats])])
             per_image = np.asarray([float(self._receive()) for _ in stats])
+            self.last_stats = np.asarray([line.split() for line in stats], dtype=np.float64)
             return float(self._receive()), per_image
+
+    def score_with_stats(
+        self, references: Sequence[Sequence[str]], candidates: Sequence[str]
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """The corpus score, per-image scores and the jar's per-image statistics (N, 23)."""
+        corpus, per_image = self.score(references, candidates)
+        stats = self.last_stats if len(candidates) else np.zeros((0, 23))
+        return corpus, per_image, stats
 
     def close(self) -> None:
         """Stop the Java process (idempotent)."""

@@ -141,5 +141,12 @@ class NativeMeteor:
             raise ValueError(f"{len(references)} reference lists but {len(candidates)} candidates")
         if not candidates:
             return 0.0, np.zeros(0)
+        corpus, per_image, _ = self.score_with_stats(references, candidates)
+        return corpus, per_image
+
+    def score_with_stats(
+        self, references: Sequence[Sequence[str]], candidates: Sequence[str]
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """The corpus score, per-image scores and per-image statistics (N, 23), which the bootstrap resamples."""
         stats = self.statistics(references, candidates)
-        return corpus_score(stats), scores_from_stats(stats)
+        return corpus_score(stats), scores_from_stats(stats), stats

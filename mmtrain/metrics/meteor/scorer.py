@@ -62,15 +62,19 @@ def scores_from_stats(stats: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(score), 0.0, np.maximum(score, 0.0))
 
 
-def corpus_stats(stats: np.ndarray) -> np.ndarray:
-    """The sum of the images' statistics, leaving out the chunk of a hypothesis equal to its reference."""
-    stats = np.asarray(stats, dtype=np.float64).reshape(-1, N_STATS)
+def summable(stats: np.ndarray) -> np.ndarray:
+    """The images' statistics as the jar adds them: a hypothesis equal to its reference brings no chunk."""
+    stats = np.array(stats, dtype=np.float64).reshape(-1, N_STATS)
     test_total = stats[:, STAGE : STAGE + 16 : 2].sum(1)
     ref_total = stats[:, STAGE + 1 : STAGE + 16 : 2].sum(1)
     perfect = (test_total == stats[:, TEST_LEN]) & (ref_total == stats[:, REF_LEN]) & (stats[:, CHUNKS] == 1)
-    total = stats.sum(0)
-    total[CHUNKS] = stats[~perfect, CHUNKS].sum()
-    return total
+    stats[perfect, CHUNKS] = 0.0
+    return stats
+
+
+def corpus_stats(stats: np.ndarray) -> np.ndarray:
+    """The sum of the images' statistics (see :func:`summable`)."""
+    return summable(stats).sum(0)
 
 
 def corpus_score(stats: np.ndarray) -> float:
