@@ -160,3 +160,12 @@ def test_the_bootstrap_recomputes_corpus_meteor_from_statistics(small: NativeMet
     assert abs(corpus - per_image.mean()) > 1e-3  # a mean of per-image scores would be another number
     low, high = bootstrap_ci(scores, resamples=300, seed=0)["METEOR"]
     assert low <= corpus <= high
+
+
+def test_forked_workers_give_the_same_statistics(small: NativeMeteor) -> None:
+    pool = ["a dog beside a motorbike", "a child on a sofa", "the red car", "a cat on top of a mat"]
+    references = [[pool[i % 4], pool[(i + 1) % 4]] for i in range(2000)]  # 2,000 images: enough to fork
+    candidates = [pool[(i * 3) % 4] + (" now" if i % 7 == 0 else "") for i in range(2000)]
+    single = NativeMeteor(small.jar, workers=1).score_with_stats(references, candidates)
+    forked = NativeMeteor(small.jar, workers=2).score_with_stats(references, candidates)
+    assert single[0] == forked[0] and np.array_equal(single[2], forked[2])

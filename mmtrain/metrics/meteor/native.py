@@ -6,6 +6,8 @@ result is the jar's corpus score and its per-image scores.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -65,15 +67,38 @@ def _java_trim(text: str) -> str:
     return text[start:end]
 
 
+_WORK: tuple | None = None
+
+
+def _best_rows(work: tuple, start: int, stop: int) -> np.ndarray:
+    """The statistics of each image's best reference, for images ``start`` to ``stop``."""
+    lines, matchers, function_words = work
+    out = np.zeros((stop - start, N_STATS))
+    for n in range(start, stop):
+        if lines[n] is None:
+            continue
+        refs, hyp = lines[n]
+        rows = [NativeMeteor._row(hyp, ref, matchers, function_words) for ref in refs]
+        out[n - start] = rows[int(np.argmax(scores_from_stats(np.asarray(rows))))]  # the first best, as the jar
+    return out
+
+
+def _best_rows_forked(start: int, stop: int) -> np.ndarray:
+    return _best_rows(_WORK, start, stop)
+
+
 class NativeMeteor:
     """METEOR 1.5 in Python, equal to the jar pycocoevalcap runs (the data is read once from that jar's package).
 
     Args:
         jar: Path to ``meteor-1.5.jar`` (its word lists, and ``data/paraphrase-en.gz`` beside it); pycocoevalcap's
             by default.
+        workers: Processes aligning a corpus of 2,000 images or more (forked, sharing the loaded data); None: one
+            per core, at most 4; 1: in this process only.
     """
 
-    def __init__(self, jar: str | Path | None = None) -> None:
+    def __init__(self, jar: str | Path | None = None, *, workers: int | None = None) -> None:
+        self.workers = workers
         self.jar = Path(jar) if jar is not None else find_meteor_jar()
         if self.jar is None:
             raise FileNotFoundError("meteor-1.5.jar not found: install pycocoevalcap")
@@ -113,16 +138,19 @@ class NativeMeteor:
         targets = frozenset(p for pars in phrases.values() for p in pars)
         longest = max((len(p) for p in phrases), default=0)
         matchers = Matchers(self.stem, self.synsets, ranked, longest, longest_par, targets)
-        function_words = self.lexicon.function_words
-        out = np.zeros((len(lines), N_STATS))
-        for n, line in enumerate(lines):
-            if line is None:
-                continue
-            refs, hyp = line
-            rows = [self._row(hyp, ref, matchers, function_words) for ref in refs]
-            scores = scores_from_stats(np.asarray(rows))
-            out[n] = rows[int(np.argmax(scores))]  # the first of equal bests, as the jar keeps
-        return out
+        work = (lines, matchers, self.lexicon.function_words)
+        workers = self.workers if self.workers is not None else min(os.cpu_count() or 1, 4)
+        if workers < 2 or len(lines) < 2000 or "fork" not in multiprocessing.get_all_start_methods():
+            return _best_rows(work, 0, len(lines))
+        bounds = np.linspace(0, len(lines), workers + 1).astype(int)
+        global _WORK
+        _WORK = work  # inherited by the forked workers: nothing large is pickled
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                parts = pool.starmap(_best_rows_forked, zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+        finally:
+            _WORK = None
+        return np.concatenate(parts)
 
     @staticmethod
     def _row(hyp: tuple[str, ...], ref: tuple[str, ...], matchers: Matchers, function_words: frozenset[str]) -> list:
