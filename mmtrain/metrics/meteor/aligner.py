@@ -43,6 +43,8 @@ class Matchers:
     max_phrase: int
     max_paraphrase: int
     targets: frozenset[tuple[str, ...]]
+    cache_grams: dict = field(default_factory=dict)
+    cache_phrases: dict = field(default_factory=dict)
 
 
 def _positions(items: Sequence) -> dict:
@@ -53,34 +55,49 @@ def _positions(items: Sequence) -> dict:
 
 
 def _ngrams(words: Sequence[str], matchers: Matchers) -> dict[tuple[str, ...], list[int]]:
-    """Where each n-gram of ``words`` that is some table phrase's paraphrase starts."""
-    where: dict[tuple[str, ...], list[int]] = {}
+    """Where each n-gram of ``words`` that is some table phrase's paraphrase starts (cached per sentence)."""
+    where = matchers.cache_grams.get(words)
+    if where is not None:
+        return where
+    where = {}
     targets = matchers.targets
     for n in range(1, min(matchers.max_paraphrase, len(words)) + 1):
         for i in range(len(words) - n + 1):
             gram = tuple(words[i : i + n])
             if gram in targets:
                 where.setdefault(gram, []).append(i)
+    matchers.cache_grams[words] = where
     return where
+
+
+def _table_phrases(line: Sequence[str], matchers: Matchers) -> list[tuple[int, int, dict]]:
+    """(start, length, paraphrase ranks) of each phrase of ``line`` the table lists (cached per sentence)."""
+    found = matchers.cache_phrases.get(line)
+    if found is None:
+        found = []
+        for start in range(len(line)):
+            for length in range(1, min(matchers.max_phrase, len(line) - start) + 1):
+                ranks = matchers.paraphrases.get(tuple(line[start : start + length]))
+                if ranks is not None:
+                    found.append((start, length, ranks))
+        matchers.cache_phrases[line] = found
+    return found
 
 
 def _phrase_matches(line: Sequence[str], other: Sequence[str], matchers: Matchers) -> list[tuple[int, int, int, int]]:
     """(start, length) in ``line`` of a table phrase and (start, length) in ``other`` of its paraphrase, in the jar's
     order: by start, then phrase length, then the paraphrase's rank in the table, then its position in ``other``."""
     found = []
-    grams = None
-    for start in range(len(line)):
-        for length in range(1, min(matchers.max_phrase, len(line) - start) + 1):
-            ranks = matchers.paraphrases.get(tuple(line[start : start + length]))
-            if ranks is None:
-                continue
-            if grams is None:
-                grams = _ngrams(other, matchers)
-            if len(ranks) < len(grams):
-                hits = [(r, at, len(par)) for par, rs in ranks.items() if par in grams for r in rs for at in grams[par]]
-            else:
-                hits = [(r, at, len(par)) for par, ats in grams.items() for r in ranks.get(par, ()) for at in ats]
-            found.extend((start, length, at, k) for _, at, k in sorted(hits))
+    phrases = _table_phrases(line, matchers)
+    if not phrases:
+        return found
+    grams = _ngrams(other, matchers)
+    for start, length, ranks in phrases:
+        if len(ranks) < len(grams):
+            hits = [(r, at, len(par)) for par, rs in ranks.items() if par in grams for r in rs for at in grams[par]]
+        else:
+            hits = [(r, at, len(par)) for par, ats in grams.items() for r in ranks.get(par, ()) for at in ats]
+        found.extend((start, length, at, k) for _, at, k in sorted(hits))
     return found
 
 
