@@ -125,6 +125,7 @@ class StepResumableLoader:
         The workers are started once and kept across epochs (starting them costs a fork and LitData's set-up per
         worker); each ``iter`` hands them that epoch's plan.
         """
+        import torch
         from torch.utils.data import DataLoader
 
         if self._workers is None:
@@ -139,6 +140,9 @@ class StepResumableLoader:
                 prefetch_factor=self.prefetch_factor,
                 persistent_workers=True,
                 worker_init_fn=_leave_stop_signals_to_the_trainer,
+                # Starting an epoch draws the workers' base seed; from the global generator that draw would shift the
+                # training RNG (dropout) between a straight run and one resumed mid-epoch. Workers draw nothing.
+                generator=torch.Generator().manual_seed(self.seed),
             )
         size = self.batch_size
         self._plan.batches = [[int(i) for i in indices[b * size : (b + 1) * size]] for b in range(start, batches)]

@@ -10,6 +10,7 @@ import torch
 
 from mmtrain.data.loader import StepResumableLoader, resolve_workers
 from mmtrain.errors import UserError
+from tests.conftest import TINY_MODEL
 
 
 def make(consumed: int = 0, rank: int = 0, world: int = 1, seed: int = 0) -> StepResumableLoader:
@@ -113,3 +114,64 @@ def test_worker_counts_are_whole_numbers_or_auto(value, count):
 def test_a_bad_worker_count_names_its_key(value):
     with pytest.raises(UserError, match=r"^datamodule.num_workers: must be a whole number .* or auto, got"):
         resolve_workers(value, key="datamodule.num_workers")
+
+
+WORKERS = ["datamodule.num_workers=2"]
+TWELVE = [*TINY_MODEL, "checkpoint_every_n_steps=6", *WORKERS]  # 12 steps, validation and last.ckpt at step 6
+
+
+def _same_weights(expected_checkpoint, got_checkpoint) -> None:
+    from tests.reliability.test_interruption import _weights
+
+    expected, got = _weights(expected_checkpoint), _weights(got_checkpoint)
+    different = [k for k, v in expected.items() if not (torch.equal(v, got[k]) if torch.is_tensor(v) else v == got[k])]
+    assert expected.keys() == got.keys() and not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def _kill_after(store, out, args: list[str], step: int) -> int:
+    """Start fit, SIGKILL it (and its loader workers) once last.ckpt reaches ``step``; return the checkpoint's step."""
+    import contextlib
+    import signal
+    import subprocess
+
+    from tests.conftest import MMTRAIN, ROOT
+    from tests.reliability.test_interruption import _step, _wait_for_step
+
+    command = [*MMTRAIN, "fit", f"data.store={store}", f"out={out}", *args]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    _wait_for_step(out, step, process)
+    with contextlib.suppress(ProcessLookupError):  # already ended: the test's assertions on the step say so
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    return _step(out / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.slow
+def test_a_run_with_workers_stopped_after_6_steps_and_resumed_to_12_ends_bit_identical(tiny_jpeg_store, tmp_path):
+    from tests.conftest import run_cli
+
+    straight = run_cli("fit", f"data.store={tiny_jpeg_store}", f"out={tmp_path / 'straight'}", *TWELVE)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    stopped = tmp_path / "stopped"
+    assert 6 <= _kill_after(tiny_jpeg_store, stopped, TWELVE, 6) < 12
+    resumed = run_cli("fit", f"data.store={tiny_jpeg_store}", f"out={stopped}", *TWELVE, "resume=last")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _same_weights(tmp_path / "straight" / "checkpoints" / "last.ckpt", stopped / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.slow
+def test_a_run_with_workers_killed_mid_epoch_then_resumed_ends_bit_identical(tiny_jpeg_store, tmp_path):
+    from tests.conftest import run_cli
+    from tests.reliability.test_interruption import RESUME_ARGS  # 24 steps, last.ckpt every 5 steps
+
+    args = [*RESUME_ARGS, *WORKERS]
+    straight = run_cli("fit", f"data.store={tiny_jpeg_store}", f"out={tmp_path / 'straight'}", *args)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed = tmp_path / "killed"
+    killed_at = _kill_after(tiny_jpeg_store, killed, args, 10)  # the periodic last.ckpt at 10 (as the reliability test)
+    assert 10 <= killed_at < 24 and killed_at % 6, f"step {killed_at}: the test wants a mid-epoch resume (6 batches)"
+    resumed = run_cli("fit", f"data.store={tiny_jpeg_store}", f"out={killed}", *args, "resume=last")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _same_weights(tmp_path / "straight" / "checkpoints" / "last.ckpt", killed / "checkpoints" / "last.ckpt")
