@@ -47,6 +47,7 @@ def test_a_jpeg_store_is_smaller_records_its_format_and_decodes_close_to_the_raw
         assert int(error.argmin()) == row  # each decoded image is nearest to its own original
 
 
+@pytest.mark.slow
 def test_preprocessing_again_gives_the_same_jpeg_checksums(tiny_store, tiny_jpeg_store, tmp_path):
     args = [f"data.root={tiny_store.parent / 'raw'}", f"out={tmp_path / 'again'}", *TINY_DATA, "image_format=jpeg"]
     result = run_cli("preprocess", *args, "num_workers=0")
