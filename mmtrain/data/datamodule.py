@@ -244,6 +244,7 @@ class CaptionDataModule(pl.LightningDataModule):
             collate_fn=partial(collate, dataset=dataset),
             drop_last=False,
             pin_memory=self._on_gpu(),
+            generator=torch.Generator(),  # workers' seeds not drawn from the training RNG, which a resume restores
         )
 
     def train_dataloader(self):
