@@ -153,6 +153,8 @@ def _save_resolved_config(cfg) -> None:
 
     from mmtrain.io import write_text
 
+    if not HydraConfig.initialized():  # called in process, outside a Hydra job: there is no run record to update
+        return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 

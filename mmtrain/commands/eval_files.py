@@ -94,8 +94,11 @@ def fast_eval(overrides: list[str]) -> int | None:
         _write_run_files(out, config, overrides)
         metrics = score_results(config)
     except UserError as err:
-        if config.get("debug"):
-            raise
+        if config.get("debug"):  # the full traceback, then the same exit code
+            import traceback
+
+            traceback.print_exc()
+            return err.exit_code
         from mmtrain.commands import ERROR_LOG
         from mmtrain.io import write_text
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import json
 import os
-import pickle
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -99,12 +99,23 @@ _LEXICON_FILES = [
 
 def load_lexicon(jar: Path) -> Lexicon:
     """The jar's word lists, from the cache when it matches the jar."""
-    cache = _cache_dir() / f"lexicon-{_key(jar)}.pkl"
+    cache = _cache_dir() / f"lexicon-{_key(jar)}.json"
     if cache.is_file():
-        with cache.open("rb") as stream:
-            return pickle.load(stream)
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        return Lexicon(
+            frozenset(data["function_words"]),
+            data["prefixes"],
+            {word: frozenset(ids) for word, ids in data["synsets"].items()},
+            data["bases"],
+        )
     lexicon = _read_lexicon(jar)
-    _atomic_write(cache, lambda stream: pickle.dump(lexicon, stream, protocol=pickle.HIGHEST_PROTOCOL))
+    data = {
+        "function_words": sorted(lexicon.function_words),
+        "prefixes": lexicon.prefixes,
+        "synsets": {word: sorted(ids) for word, ids in lexicon.synsets.items()},
+        "bases": lexicon.bases,
+    }
+    _atomic_write(cache, lambda stream: stream.write(json.dumps(data).encode("utf-8")))
     return lexicon
 
 
