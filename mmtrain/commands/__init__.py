@@ -119,13 +119,24 @@ def _report(command: str, message: str, code: int) -> int:
     return code
 
 
+def _hydra_run_dir() -> Path | None:
+    """The Hydra job's output folder, or None outside a Hydra job (a command called in process, a composed config)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return None
+    runtime = HydraConfig.get().runtime
+    if OmegaConf.is_missing(runtime, "output_dir"):  # set by compose() without a job: there is no run folder
+        return None
+    return Path(runtime.output_dir)
+
+
 def _log_error(line: str) -> None:
     """Append the error to ``RUN/error.log`` when the run folder exists (Hydra makes it before the command runs)."""
-    from hydra.core.hydra_config import HydraConfig
-
     try:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        if run_dir.is_dir():
+        run_dir = _hydra_run_dir()
+        if run_dir is not None and run_dir.is_dir():
             from mmtrain.io import write_text
 
             write_text(run_dir / ERROR_LOG, line.rstrip("\n") + "\n")
@@ -148,14 +159,13 @@ def _use_job_folder(cfg) -> None:
 
 def _save_resolved_config(cfg) -> None:
     """Save the resolved config as ``config.yaml`` beside the run's outputs (atomically)."""
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     from mmtrain.io import write_text
 
-    if not HydraConfig.initialized():  # called in process, outside a Hydra job: there is no run record to update
+    run_dir = _hydra_run_dir()
+    if run_dir is None:  # called in process, outside a Hydra job: there is no run record to update
         return
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
