@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(if $(strip $(TORCH_PINS)),$(BIN)/pip install -q $(TORCH_PINS))
-	$(BIN)/pip install -q -e '.[dev,cluster,retrieval,loggers]' $(TORCH_PINS)
+	$(BIN)/pip install -q -e '.[dev,cluster,retrieval,loggers,hf]' $(TORCH_PINS)
 	touch $@
 
 install: $(STAMP) ## Create .venv and install mmtrain with dev, cluster, retrieval and loggers extras (idempotent)
