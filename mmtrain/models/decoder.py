@@ -82,8 +82,18 @@ class Block(nn.Module):
         self, x: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int, cross_kv: tuple | None, group: int
     ) -> Tensor:
         """Text rows ``x`` (N, T, D) attending causally (``mask``) to themselves and to what ``cache`` holds."""
-        x = x + self.attend_self(self.norm1(x), mask, cache, layer)
+        x = x + self.attend_self(self.norm_text(x, cache, layer), mask, cache, layer)
         return self.cross_and_mlp(x, cross_kv, group)
+
+    def norm_text(self, x: Tensor, cache: KVCache | None, layer: int) -> Tensor:
+        """The text (N, T, D) as self-attention reads it (a subclass may transform it further)."""
+        return self.norm1(x)
+
+    def prefix_keys_values(self, prefix: Tensor, image: FusionOutput) -> tuple[nn.Module, Tensor, Tensor, Tensor]:
+        """The block whose weights the prefix (B, P, D) goes through, the normalised prefix, its keys and values
+        (B, H, P, dh). Here the text's own weights; a subclass may give the prefix weights of its own."""
+        hp = self.norm1(prefix)
+        return self, hp, *self.self_attn.keys_values(hp)
 
     def attend_self(self, h: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int) -> Tensor:
         q = self.self_attn.queries(h)  # (N, H, T, dh)
@@ -116,15 +126,15 @@ class Block(nn.Module):
         attends to its image's prefix and causally to itself through ``text_mask`` (T, P+T). Without
         ``update_prefix`` (the last block: nothing reads its prefix output) the prefix comes back unchanged.
         """
-        hp, ht = self.norm1(prefix), self.norm1(text)
-        kp, vp = self.self_attn.keys_values(hp)  # (B, H, P, dh)
+        own, hp, kp, vp = self.prefix_keys_values(prefix, image)  # kp, vp: (B, H, P, dh)
+        ht = self.norm_text(text, cache, layer)
         text = text + attend_text(self.self_attn, ht, kp, vp, text_mask, cache, group)
         text = self.cross_and_mlp(text, cross_kv, group)
         if not update_prefix:
             return prefix, text
         causal = not image.prefix_bidirectional
-        prefix = prefix + self.self_attn.attend(self.self_attn.queries(hp), kp, vp, None, causal=causal)
-        return self.cross_and_mlp(prefix, cross_kv, 1), text
+        prefix = prefix + own.self_attn.attend(own.self_attn.queries(hp), kp, vp, None, causal=causal)
+        return own.cross_and_mlp(prefix, cross_kv, 1), text
 
 
 def attend_text(

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from mmtrain.errors import UserError
 from mmtrain.models.attention import Attention
-from mmtrain.models.decoder import Block, KVCache, TransformerDecoder, attend_text
+from mmtrain.models.decoder import Block, KVCache, TransformerDecoder
 from mmtrain.models.fusion.base import FusionOutput
 from mmtrain.models.research.spatial import PositionAttention, PrefixKeys, TokenMix
 
@@ -51,8 +51,9 @@ class ResearchBlock(Block):
         elif prefix_expert:
             self.prefix_expert = Block(**shape, cross_attention=False, attention=attention)
 
-    def mix_text(self, h: Tensor, cache: KVCache | None, layer: int) -> Tensor:
-        """The token mixer over normalised text ``h`` (N, T, D), continuing from the inputs ``cache`` holds."""
+    def norm_text(self, x: Tensor, cache: KVCache | None, layer: int) -> Tensor:
+        """The normalised text (N, T, D) through the token mixer, continuing from the inputs ``cache`` holds."""
+        h = self.norm1(x)
         if self.mix is None:
             return h
         name = f"mix.{layer}"
@@ -61,36 +62,12 @@ class ResearchBlock(Block):
             cache.rows[name] = past  # (N, kernel-1, D), reordered with beams
         return h
 
-    def forward(
-        self, x: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int, cross_kv: tuple | None, group: int
-    ) -> Tensor:
-        x = x + self.attend_self(self.mix_text(self.norm1(x), cache, layer), mask, cache, layer)
-        return self.cross_and_mlp(x, cross_kv, group)
-
-    def forward_with_prefix(
-        self,
-        prefix: Tensor,
-        text: Tensor,
-        image: FusionOutput,
-        *,
-        layer: int,
-        text_mask: Tensor,
-        cache: KVCache | None,
-        cross_kv: tuple[Tensor, Tensor] | None,
-        group: int,
-        update_prefix: bool,
-    ) -> tuple[Tensor, Tensor]:
-        """As :meth:`Block.forward_with_prefix`; the prefix goes through the expert's weights when there is one."""
+    def prefix_keys_values(self, prefix: Tensor, image: FusionOutput) -> tuple[nn.Module, Tensor, Tensor, Tensor]:
+        """As :meth:`Block.prefix_keys_values`, through the expert's weights when there is one."""
         expert = self if self.prefix_expert is None else self.prefix_expert
-        hp, ht = expert.norm1(prefix), self.mix_text(self.norm1(text), cache, layer)
-        pattn = expert.self_attn
-        kp, vp = pattn.keys_values(hp, image.coords) if self.coord_readout else pattn.keys_values(hp)  # (B, H, P, dh)
-        text = text + attend_text(self.self_attn, ht, kp, vp, text_mask, cache, group)
-        text = self.cross_and_mlp(text, cross_kv, group)
-        if not update_prefix:
-            return prefix, text
-        prefix = prefix + pattn.attend(pattn.queries(hp), kp, vp, None, causal=not image.prefix_bidirectional)
-        return expert.cross_and_mlp(prefix, cross_kv, 1), text
+        hp, attn = expert.norm1(prefix), expert.self_attn
+        kp, vp = attn.keys_values(hp, image.coords) if self.coord_readout else attn.keys_values(hp)  # (B, H, P, dh)
+        return expert, hp, kp, vp
 
 
 class ResearchDecoder(TransformerDecoder):
