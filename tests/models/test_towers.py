@@ -102,3 +102,14 @@ def test_freezing_the_last_blocks_counts_from_the_chosen_layer():
 def test_a_layer_out_of_range_is_one_line():
     with pytest.raises(UserError, match=r"encoder.layer=-9 for vit_tiny_patch16_224"):
         TimmEncoder(model_name="vit_tiny_patch16_224", img_size=32, model_kwargs=TINY_VIT, layer=-9)
+
+
+def test_a_cut_tower_has_a_feature_cache_key_of_its_own():
+    """The cache key holds a hash of the encoder's weights; a cut tower has fewer, so it never reads the whole
+    tower's cached tokens (or the reverse)."""
+    from mmtrain.training.features import feature_key
+
+    manifest = {"resize": {"size": 32, "mode": "center_crop"}, "splits": {"train": {"checksum": "x"}}}
+    full, cut = _pair("vit_tiny_patch16_224", -2, img_size=32, model_kwargs=TINY_VIT)
+    keys = [feature_key(encoder, manifest) for encoder in (full, cut)]
+    assert keys[0]["weights_sha256"] != keys[1]["weights_sha256"]
