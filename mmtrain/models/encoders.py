@@ -179,7 +179,7 @@ def _keep_up_to(model: nn.Module, model_name: str, layer: int) -> None:
 
 def _warn_of_activation(model_name: str, model: nn.Module) -> None:
     """OpenAI's CLIP towers were trained with QuickGELU; timm's plain names build them with GELU, which shifts every
-    feature a little. timm notes this in the pretrained config; say it once, with the name to use instead."""
+    feature a little. timm notes this in the pretrained config; say so, with the name to use instead."""
     notes = " ".join(getattr(model, "pretrained_cfg", {}).get("notes", ()) or ())
     if "quickgelu" in notes.lower() and "quickgelu" not in model_name:
         log.warning("%s: %s (e.g. %s)", model_name, notes, model_name.replace("_clip_", "_clip_quickgelu_", 1))
