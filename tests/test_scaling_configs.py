@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mmtrain.cli import CONFIG_DIR
-from tests.conftest import TINY_MODEL, run_cli
+from tests.conftest import TINY_MODEL, run_in_process
 
 NODE_COUNT_VARS = ("SLURM_NNODES", "GROUP_WORLD_SIZE")
 
@@ -121,7 +121,7 @@ def test_optuna_sweeper_maximises_over_keys_that_exist():
 def test_an_optuna_sweep_of_fit_runs_and_reports_the_best_trials_score(tiny_store, tmp_path):
     # Optuna reads each trial's return value: fit hands back its best validation score (checkpoint_monitor).
     sweep = tmp_path / "sweep"
-    result = run_cli(
+    result = run_in_process(
         "fit",
         "--multirun",
         "hydra/sweeper=optuna_cider",
@@ -134,7 +134,6 @@ def test_an_optuna_sweep_of_fit_runs_and_reports_the_best_trials_score(tiny_stor
         "trainer.max_steps=2",
         "trainer.val_check_interval=2",
         "checkpoint_every_n_steps=2",
-        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     scores = [json.loads(p.read_text())["best_score"] for p in sorted(sweep.glob("*/fit_summary.json"))]
@@ -160,10 +159,9 @@ def test_optuna_on_slurm_composes_together():
 
 def test_each_job_of_a_multirun_writes_into_its_own_hydra_job_folder(tiny_store, tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli(
+    result = run_in_process(
         "fit", "-m", f"hydra.sweep.dir={sweep}", f"data.store={tiny_store}", *TINY_MODEL,
         "optim.lr=1e-3,3e-3", "trainer.max_steps=2", "trainer.val_check_interval=2", "checkpoint_every_n_steps=2",
-        timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     for job, lr in ((0, 1e-3), (1, 3e-3)):

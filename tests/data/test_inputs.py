@@ -15,7 +15,7 @@ from PIL import Image
 
 from mmtrain.data.images import ResizeSpec
 from mmtrain.data.inputs import stream_images
-from tests.conftest import MMTRAIN, ROOT, run_cli
+from tests.conftest import MMTRAIN, ROOT, run_in_process
 
 
 def _write_images(folder: Path, count: int, size: int = 24) -> list[Path]:
@@ -58,7 +58,7 @@ def test_caption_streams_rows_in_input_order_and_keeps_its_outputs(tiny_checkpoi
     listing.write_text("\n".join(map(str, paths)) + "\n")
     out = tmp_path / "out"
     args = ["caption", f"ckpt={tiny_checkpoint}", f"inputs=[{listing}]", "batch_size=2", "table=false"]
-    result = run_cli(*args, f"out={out}", "num_workers=2", f"html={out / 'gallery.html'}")
+    result = run_in_process(*args, f"out={out}", "num_workers=2", f"html={out / 'gallery.html'}")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
     assert [r["file"] for r in rows] == [str(paths[i]) for i in (0, 2, 3, 4, 6, 7, 8)]

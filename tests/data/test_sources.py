@@ -21,7 +21,7 @@ from mmtrain.data.sources.table import CaptionTable
 from mmtrain.data.sources.webdataset import WebDataset, expand_braces
 from mmtrain.data.validate import split_overlap
 from mmtrain.errors import UserError
-from tests.conftest import run_cli, shared_data
+from tests.conftest import run_in_process, shared_data
 
 NEW_CONFIGS = ["karpathy_coco", "karpathy_flickr8k", "karpathy_flickr30k", "flickr8k", "webdataset", "csv", "jsonl"]
 
@@ -441,7 +441,7 @@ def test_preprocess_cli_reads_each_format(tmp_path: Path, case: str) -> None:
     root.mkdir()
     overrides, counts = CLI_CASES[case](root)
     small = ["data.text.vocab_size=40", "data.resize.size=32", "num_workers=1"]
-    result = run_cli("preprocess", *overrides, f"data.root={root}", f"out={out}", *small, timeout=120)
+    result = run_in_process("preprocess", *overrides, f"data.root={root}", f"out={out}", *small)
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert {split: info["images"] for split, info in manifest["splits"].items()} == counts

@@ -10,7 +10,7 @@ import pytest
 
 from mmtrain.data.store import ImageCoding, item_image, open_split
 from mmtrain.errors import UserError
-from tests.conftest import TINY_DATA, run_cli
+from tests.conftest import TINY_DATA, run_cli, run_in_process
 
 
 def _manifest(store: Path) -> dict:
@@ -67,7 +67,9 @@ def test_preprocessing_again_gives_the_same_jpeg_checksums(tiny_store, tiny_jpeg
     ],
 )
 def test_a_bad_image_format_is_one_line(tiny_store, tmp_path, override, message):
-    result = run_cli("preprocess", f"data.root={tiny_store.parent / 'raw'}", f"out={tmp_path}", *TINY_DATA, override)
+    result = run_in_process(
+        "preprocess", f"data.root={tiny_store.parent / 'raw'}", f"out={tmp_path}", *TINY_DATA, override
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]

@@ -9,7 +9,7 @@ import torch
 
 from mmtrain.errors import UserError
 from mmtrain.models.loading import load_model, resolve_device
-from tests.conftest import run_cli
+from tests.conftest import run_in_process
 from tests.reliability.conftest import assert_one_line_error
 
 HAS_CUDA = torch.cuda.is_available()
@@ -53,7 +53,9 @@ def test_an_unusable_device_is_a_user_error_naming_it(monkeypatch, name, count, 
 
 @pytest.mark.skipif(HAS_CUDA, reason="checks the error given when no GPU is visible")
 def test_caption_on_a_gpu_that_is_not_there_is_one_line(tiny_checkpoint, tmp_path):
-    result = run_cli("caption", f"ckpt={tiny_checkpoint}", "inputs=[x.jpg]", "device=cuda", f"out={tmp_path / 'o'}")
+    result = run_in_process(
+        "caption", f"ckpt={tiny_checkpoint}", "inputs=[x.jpg]", "device=cuda", f"out={tmp_path / 'o'}"
+    )
     assert_one_line_error(result.returncode, result.stderr, "device=cuda", "no CUDA device is visible")
 
 

@@ -183,12 +183,12 @@ def test_chromium_screenshot_shows_the_images(rows, tmp_path, embed):
 
 def test_caption_command_writes_a_gallery_and_scorable_results(tiny_checkpoint, tiny_store, tmp_path):
     """``mmtrain caption html=... references=...``: COCO ids from the names, a gallery, results eval can score."""
-    from tests.conftest import run_cli
+    from tests.conftest import run_in_process
 
     images = sorted((tiny_store.parent / "raw" / "test2017").glob("*.jpg"))[:4]
     references = tiny_store / "references_test.json"
     out, page = tmp_path / "out", tmp_path / "pages" / "gallery.html"
-    result = run_cli(
+    result = run_in_process(
         "caption", f"ckpt={tiny_checkpoint}", f"inputs=[{','.join(map(str, images))}]", f"out={out}",
         f"html={page}", f"references={references}", "decoding=beam3", "decoding.num_return_sequences=2",
     )  # fmt: skip
@@ -199,7 +199,7 @@ def test_caption_command_writes_a_gallery_and_scorable_results(tiny_checkpoint, 
     dom = parse(markup)
     assert len(dom.images) == 4 and markup.count('class="score"') == 4
     assert markup.count('class="captions"') == 4 and len(dom.items) == 4 * 2 + 4 * 5  # 2 captions, 5 references
-    scored = run_cli("eval", f"results={out / 'results.json'}", f"references={references}", "allow_partial=true",
+    scored = run_in_process("eval", f"results={out / 'results.json'}", f"references={references}", "allow_partial=true",
                      f"out={tmp_path / 'eval'}", "bootstrap=0")  # fmt: skip
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert "CIDEr" in json.loads(scored.stdout.strip().splitlines()[-1])

@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from mmtrain.cli import main
+from tests.conftest import run_in_process
 from tests.reliability import zoo
-
-
-def run_in_process(*args: str) -> SimpleNamespace:
-    """``mmtrain ARGS`` through the console entry point, in this process: ``returncode``, ``stdout``, ``stderr``.
-
-    Cheaper than a subprocess once torch is imported. Hydra's logging handlers and the signal handlers a fit installs
-    are put back afterwards.
-    """
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main([str(a) for a in args])
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        for sig, handler in signals.items():
-            signal.signal(sig, handler)
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture

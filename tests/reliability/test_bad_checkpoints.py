@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmtrain.tokens import Tokenizer, train_sentencepiece
-from tests.conftest import TINY_MODEL, run_cli
+from tests.conftest import TINY_MODEL, run_in_process
 from tests.reliability.conftest import assert_one_line_error
 
 
@@ -31,7 +31,7 @@ def _altered(checkpoint: Path, tmp_path: Path, name: str, change) -> Path:
 def test_corrupt_checkpoint_is_one_line_error(tmp_path):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"\x80\x04 definitely not a checkpoint")
-    result = run_cli("caption", f"ckpt={broken}", "inputs=[x.jpg]", f"out={tmp_path / 'o'}")
+    result = run_in_process("caption", f"ckpt={broken}", "inputs=[x.jpg]", f"out={tmp_path / 'o'}")
     assert_one_line_error(result.returncode, result.stderr, str(broken), "not a readable checkpoint")
 
 
@@ -39,7 +39,7 @@ def test_truncated_checkpoint_is_one_line_error_in_eval(tiny_checkpoint, tmp_pat
     truncated = tmp_path / "truncated.ckpt"
     data = tiny_checkpoint.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
-    result = run_cli("eval", f"ckpt={truncated}", f"out={tmp_path / 'o'}")
+    result = run_in_process("eval", f"ckpt={truncated}", f"out={tmp_path / 'o'}")
     assert_one_line_error(result.returncode, result.stderr, str(truncated), "not a readable checkpoint")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_MODEL, run_cli
+from tests.conftest import TINY_MODEL, run_in_process
 
 SHORT = ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1"]
 
@@ -16,7 +16,7 @@ def itc_checkpoint(tiny_store: Path, tmp_path_factory) -> Path:
     """A checkpoint of a 2-step ``experiment=shapes_itc`` fit with the tiny encoder and decoder."""
     out = tmp_path_factory.mktemp("fit-itc")
     model = [o for o in TINY_MODEL if not o.startswith(("trainer.max_steps", "trainer.val_check", "trainer.log_every"))]
-    result = run_cli("fit", "experiment=shapes_itc", f"data.store={tiny_store}", f"out={out}", *model, *SHORT)
+    result = run_in_process("fit", "experiment=shapes_itc", f"data.store={tiny_store}", f"out={out}", *model, *SHORT)
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "checkpoints" / "last.ckpt"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.reliability.conftest import run_in_process as run_cli
+from tests.conftest import run_in_process as run_cli
 
 
 def read_rows(path: Path) -> list[dict]:

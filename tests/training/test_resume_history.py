@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mmtrain.errors import EXIT_INTERRUPTED
-from tests.conftest import MMTRAIN, ROOT, TINY_MODEL, run_cli
+from tests.conftest import MMTRAIN, ROOT, TINY_MODEL, run_cli, run_in_process
 
 
 def _rows(run: Path) -> list[dict[str, str]]:
@@ -76,9 +76,10 @@ def test_an_interrupted_and_resumed_run_logs_what_a_straight_run_logs(tiny_store
     assert set(records) == set(_records(interrupted)) | set(_records(_rows(straight)))
 
 
-def test_resume_last_without_out_continues_the_latest_run_and_keeps_its_log(tiny_store, tmp_path):
+def test_resume_last_without_out_continues_the_latest_run_and_keeps_its_log(tiny_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs/fit is found from the working directory
     settings = [f"data.store={tiny_store}", *TINY_MODEL, "trainer.val_check_interval=2", "checkpoint_every_n_steps=2"]
-    first = run_cli("fit", *settings, "trainer.max_steps=4", cwd=tmp_path)
+    first = run_in_process("fit", *settings, "trainer.max_steps=4")
     assert first.returncode == 0, first.stderr[-2000:]
     (run,) = (tmp_path / "runs" / "fit").iterdir()
     before = _rows(run)
@@ -86,7 +87,7 @@ def test_resume_last_without_out_continues_the_latest_run_and_keeps_its_log(tiny
     shutil.copytree(run / "checkpoints", older / "checkpoints")
     os.utime(older / "checkpoints" / "last.ckpt", (0, 0))
 
-    resumed = run_cli("fit", *settings, "trainer.max_steps=6", "resume=last", cwd=tmp_path)
+    resumed = run_in_process("fit", *settings, "trainer.max_steps=6", "resume=last")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (
         f"resume=last: continuing {Path('runs') / 'fit' / run.name}, the most recent run under"
@@ -103,8 +104,9 @@ def test_resume_last_without_out_continues_the_latest_run_and_keeps_its_log(tiny
     assert [point[0] for point in drawn["val"]["val/CIDEr"]] == [2, 4, 6]
 
 
-def test_resume_last_with_no_earlier_run_says_so_in_one_line(tiny_store, tmp_path):
-    result = run_cli("fit", f"data.store={tiny_store}", *TINY_MODEL, "resume=last", cwd=tmp_path)
+def test_resume_last_with_no_earlier_run_says_so_in_one_line(tiny_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_in_process("fit", f"data.store={tiny_store}", *TINY_MODEL, "resume=last")
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("mmtrain fit: error: resume=last: no run under runs/fit has a checkpoints/last.ckpt"), line

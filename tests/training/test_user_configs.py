@@ -7,7 +7,7 @@ import json
 
 from omegaconf import OmegaConf
 
-from tests.conftest import TINY_MODEL, run_cli
+from tests.conftest import TINY_MODEL, run_cli, run_in_process
 
 EXPERIMENT = """# @package _global_
 # A user's own recipe, kept outside mmtrain: a decoder of their own and a short schedule.
@@ -47,8 +47,8 @@ def test_an_experiment_from_the_users_config_dir_trains(tiny_store, tmp_path):
     (configs / "decoder" / "tiny.yaml").write_text(DECODER)
     out = tmp_path / "run"
     model = [o for o in TINY_MODEL if not o.startswith(("trainer.", "decoder."))]  # the experiment sets those
-    result = run_cli("fit", "--config-dir", str(configs), "experiment=mine", f"data.store={tiny_store}", f"out={out}",
-                     *model)  # fmt: skip
+    result = run_in_process("fit", "--config-dir", str(configs), "experiment=mine", f"data.store={tiny_store}",
+                            f"out={out}", *model)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     config = OmegaConf.load(out / "config.yaml")
     assert (config.trainer.max_steps, config.optim.lr) == (3, 2.5e-3)
