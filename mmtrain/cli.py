@@ -125,8 +125,32 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch to a command through Hydra; returns the process exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Dispatch to a command through Hydra; returns the process exit code.
+
+    A reader that closes stdout early (``mmtrain fit --help | head -3``) ends the command quietly with 141.
+    """
+    try:
+        code = _dispatch(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a pipe closed after the last print fails here, inside the handler below
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """Point stdout at the null device, so that Python's own flush at exit prints no second error."""
+    import os
+
+    from mmtrain.errors import EXIT_BROKEN_PIPE
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # stdout is not a file (called in process with a captured stdout)
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0

@@ -11,6 +11,7 @@ EXIT_USER_ERROR = 1  # bad input, bad config, bad file, non-finite loss
 EXIT_UNKNOWN_COMMAND = 2  # `mmtrain COMMAND` with a command that does not exist
 EXIT_PARTIAL = 3  # some inputs failed, nothing was produced (e.g. caption found no readable image)
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM: stopped early (fit writes last.ckpt first)
+EXIT_BROKEN_PIPE = 141  # stdout was closed by its reader (`mmtrain fit --help | head`): 128 + SIGPIPE, as a shell shows
 
 
 class UserError(Exception):

@@ -38,6 +38,8 @@ def run_hydra(command: str, module_name: str, overrides: list[str]) -> int:
         hydra.main(config_path=str(CONFIG_DIR), config_name=command, version_base="1.3")(task)()
     except SystemExit as exc:  # --help, --cfg, or an argument Hydra's parser refuses
         return int(exc.code or 0)
+    except BrokenPipeError:  # stdout's reader went away: not our bug, the console entry point ends quietly
+        raise
     except Exception as err:  # noqa: BLE001 - a config that does not compose: one line unless debug=true
         if "debug=true" in overrides or not _is_config_error(err):
             import traceback

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mmtrain.cli import COMMANDS, main
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 
 
 def test_top_level_help_lists_every_command(capsys):
@@ -23,7 +25,7 @@ def test_fit_help_shows_config_groups():
 
 def test_every_command_answers_help():
     for command in COMMANDS:
-        result = run_cli(command, "--help")
+        result = run_in_process(command, "--help")
         assert result.returncode == 0, (command, result.stderr[-500:])
         assert "Powered by Hydra" in result.stdout or "== Config ==" in result.stdout
 
@@ -79,3 +81,23 @@ def test_the_options_page_is_generated_from_the_configs():
     assert page == options_markdown(), f"docs/options.md is stale; regenerate it: {regenerate}"
     for needle in ("| `html` |", "| `references` |", "| `compare` |", "| `allow_partial` |", "| `data.val_fraction` |"):
         assert needle in page
+
+
+@pytest.mark.parametrize("args", [["--help"], ["fit", "--help"]], ids=["mmtrain", "fit"])
+def test_a_closed_stdout_ends_the_command_quietly(args):
+    """``mmtrain fit --help | head -3``: the reader closes the pipe early; no traceback, the status of SIGPIPE."""
+    import os
+    import subprocess
+
+    from mmtrain.errors import EXIT_BROKEN_PIPE
+    from tests.conftest import MMTRAIN, ROOT
+
+    read, write = os.pipe()
+    os.close(read)  # closed before the first write: every write fails, whatever the size of the output
+    try:
+        result = subprocess.run(
+            [*MMTRAIN, *args], cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == EXIT_BROKEN_PIPE and result.stderr == ""

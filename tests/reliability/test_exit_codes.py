@@ -8,7 +8,7 @@ import pytest
 
 from mmtrain import errors
 from mmtrain.cli import main
-from tests.conftest import ROOT, TINY_MODEL, run_cli
+from tests.conftest import ROOT, TINY_MODEL, run_in_process
 from tests.reliability.conftest import assert_one_line_error
 
 
@@ -20,7 +20,7 @@ def _documented_codes() -> dict[int, str]:
 
 def test_the_documented_table_lists_exactly_the_codes_the_code_uses():
     constants = {value for name, value in vars(errors).items() if name.startswith("EXIT_")}
-    assert set(_documented_codes()) == constants == {0, 1, 2, 3, 130}
+    assert set(_documented_codes()) == constants == {0, 1, 2, 3, 130, 141}
 
 
 def test_unknown_command_is_an_error(capsys):
@@ -29,7 +29,7 @@ def test_unknown_command_is_an_error(capsys):
 
 
 def test_missing_store_is_one_line_error(tmp_path):
-    result = run_cli("fit", f"data.store={tmp_path / 'nothing'}", f"out={tmp_path / 'run'}")
+    result = run_in_process("fit", f"data.store={tmp_path / 'nothing'}", f"out={tmp_path / 'run'}")
     assert result.returncode == 1
     assert "no complete preprocessed store" in result.stderr and "Traceback" not in result.stderr
 
@@ -60,7 +60,7 @@ def test_debug_true_shows_the_traceback(tmp_path, cli):
 def test_caption_exits_3_when_nothing_could_be_read(tiny_checkpoint, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"")
-    result = run_cli("caption", f"ckpt={tiny_checkpoint}", f"inputs=[{broken}]", f"out={tmp_path / 'o'}")
+    result = run_in_process("caption", f"ckpt={tiny_checkpoint}", f"inputs=[{broken}]", f"out={tmp_path / 'o'}")
     assert_one_line_error(
         result.returncode, result.stderr, "no image could be captioned", exit_code=errors.EXIT_PARTIAL
     )
