@@ -168,6 +168,7 @@ def test_chromium_renders_every_image_and_no_injected_element(rows, tmp_path):
     assert dom.items[:3] == [HOSTILE, "a red field", BREAKOUT]  # text nodes, not elements
 
 
+@pytest.mark.slow  # a browser start and a paint each; the fast suite keeps the DOM render above and the link paths
 @needs_chromium
 @pytest.mark.parametrize("embed", [True, False])
 def test_chromium_screenshot_shows_the_images(rows, tmp_path, embed):

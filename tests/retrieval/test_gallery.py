@@ -6,6 +6,7 @@ import base64
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mmtrain.retrieval.gallery import write_results_page
@@ -41,12 +42,18 @@ def test_page_escapes_every_text_and_shows_ranks_and_scores(tmp_path):
 
 
 @needs_chromium
-def test_chromium_shows_each_result_image_and_no_injected_element(tmp_path):
+def test_chromium_renders_each_result_image_and_no_injected_element(tmp_path):
     page = write_results_page(tmp_path / "search.html", results(tmp_path))
     dom = parse(chromium(page, tmp_path, "--dump-dom").stdout)
     assert dom.scripts == 0 and len(dom.images) == 6
     for src in dom.images:
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+
+
+@pytest.mark.slow  # a second browser start and a paint; the DOM render above stays in the fast suite
+@needs_chromium
+def test_chromium_screenshot_shows_each_result_image(tmp_path):
+    page = write_results_page(tmp_path / "search.html", results(tmp_path))
     shot = tmp_path / "shot.png"
     chromium(page, tmp_path, f"--screenshot={shot}", "--window-size=1000,1400", "--hide-scrollbars")
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)

@@ -7,7 +7,7 @@ import json
 
 from omegaconf import OmegaConf
 
-from tests.conftest import TINY_MODEL, run_cli, run_in_process
+from tests.conftest import TINY_MODEL, run_in_process
 
 EXPERIMENT = """# @package _global_
 # A user's own recipe, kept outside mmtrain: a decoder of their own and a short schedule.
@@ -34,7 +34,7 @@ num_heads: 2
 
 
 def test_fit_help_says_how_to_use_your_own_config_folder():
-    result = run_cli("fit", "--help")
+    result = run_in_process("fit", "--help")
     assert result.returncode == 0
     assert "mmtrain fit --config-dir DIR experiment=NAME reads DIR/experiment/NAME.yaml" in result.stdout
 
