@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import run_cli
+import pytest
+
+from tests.conftest import run_cli, run_in_process
 
 
 def test_preprocess_writes_a_complete_store(tiny_store):
@@ -49,7 +51,9 @@ def test_fit_writes_checkpoints_logs_and_config(tiny_checkpoint):
 
 
 def test_eval_checkpoint_on_test_split(tiny_checkpoint, tmp_path):
-    result = run_cli("eval", f"ckpt={tiny_checkpoint}", "split=test", f"out={tmp_path}", "bootstrap=50")
+    # METEOR off: its first use on a machine reads the 5.3-million-pair paraphrase table (30-45 s on 2 cores), which
+    # the slow test below does with eval's default meteor=auto.
+    result = run_cli("eval", f"ckpt={tiny_checkpoint}", "split=test", f"out={tmp_path}", "bootstrap=50", "meteor=false")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("Bleu_1", "Bleu_4", "ROUGE_L", "CIDEr", "scene_accuracy"):
@@ -58,6 +62,18 @@ def test_eval_checkpoint_on_test_split(tiny_checkpoint, tmp_path):
     assert len(results) == 16 and all(isinstance(r["caption"], str) for r in results)
     last_line = result.stdout.strip().splitlines()[-1]
     assert json.loads(last_line)["CIDEr"] == round(metrics["CIDEr"], 4)
+
+
+@pytest.mark.slow
+def test_eval_by_default_reports_meteor_from_the_python_implementation(tiny_checkpoint, tmp_path):
+    from mmtrain.metrics.meteor.resources import resources_unavailable_reason
+
+    if resources_unavailable_reason() is not None:
+        pytest.skip(f"the Python METEOR {resources_unavailable_reason()}")
+    result = run_in_process("eval", f"ckpt={tiny_checkpoint}", "split=test", f"out={tmp_path}", "bootstrap=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= metrics["METEOR"] <= 1.0 and metrics["meteor_implementation"] == "python"
 
 
 def test_caption_images_and_report_unreadable(tiny_checkpoint, tiny_store, tmp_path):
