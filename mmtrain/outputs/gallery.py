@@ -1,30 +1,22 @@
 """A self-contained HTML gallery of captioned images: thumbnails, every returned caption, references and CIDEr-D.
 
-The page has no script and forbids scripts (Content-Security-Policy); every piece of text is HTML-escaped. Images are
-embedded as small base64 JPEG thumbnails (one file to share) or linked by paths relative to the page's folder.
+The page is built by :mod:`mmtrain.outputs.page`: no script, every piece of text HTML-escaped, thumbnails embedded or
+images linked.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from mmtrain.io import write_text
+from mmtrain.outputs.page import html_page, image_src, picture
 
 _CSS = """
-:root { color-scheme: light dark; --bg: #f6f7f9; --card: #fff; --ink: #1d2330; --muted: #667085; --line: #e4e7ec;
-  --accent: #2e6bd9; }
-@media (prefers-color-scheme: dark) { :root { --bg: #111418; --card: #1b2027; --ink: #e6e9ef; --muted: #98a2b3;
-  --line: #2c333d; --accent: #7aa7ff; } }
 * { box-sizing: border-box; }
-body { margin: 0; padding: 24px; background: var(--bg); color: var(--ink);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 header h1 { margin: 0 0 4px; font-size: 22px; }
 header p { margin: 0 0 20px; color: var(--muted); }
 .grid { display: grid; gap: 16px; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); align-items: start; }
@@ -47,8 +39,6 @@ figcaption { padding: 10px 12px 12px; }
 .refs li { overflow-wrap: anywhere; }
 .empty { font-style: italic; color: var(--muted); font-weight: 400; }
 """
-
-_CSP = "default-src 'none'; img-src 'self' data: file: http: https:; style-src 'unsafe-inline'"
 
 
 def write_gallery(
@@ -82,7 +72,7 @@ def write_gallery(
         _card(row, refs, score, image_src(Path(row["file"]), path.parent, embed, thumb_size))
         for row, refs, score in zip(rows, matched, scores, strict=True)
     ]
-    write_text(path, _page(title, cards, _summary(len(rows), scores)))
+    write_text(path, html_page(title, _summary(len(rows), scores), "\n".join(cards), css=_CSS, main_class="grid"))
     return path
 
 
@@ -109,41 +99,10 @@ def _cider_per_image(rows: Sequence[Mapping[str, Any]], matched: list[list[str] 
     return scores
 
 
-def image_src(file: Path, page_dir: Path, embed: bool, thumb_size: int) -> str | None:
-    """A data URI of the thumbnail, or the file's URL relative to the page; None when it cannot be read."""
-    if embed:
-        return _thumbnail_uri(file, thumb_size)
-    try:
-        relative = os.path.relpath(file.resolve(), page_dir.resolve())
-    except ValueError:  # another drive (Windows): no relative path exists
-        return file.resolve().as_uri()
-    return quote(Path(relative).as_posix())
-
-
-def _thumbnail_uri(file: Path, size: int) -> str | None:
-    from PIL import Image, ImageOps
-
-    from mmtrain.data.images import to_rgb
-
-    try:
-        with Image.open(file) as image:
-            thumb = to_rgb(ImageOps.exif_transpose(image))
-            thumb.thumbnail((size, size), Image.Resampling.BICUBIC)
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _card(row: Mapping[str, Any], references: list[str] | None, score: float | None, src: str | None) -> str:
     esc = html.escape
     file = Path(str(row["file"]))
     captions = [str(c) for c in row.get("captions") or [row["caption"]]]
-    if src is None:
-        picture = '<div class="missing">image unavailable</div>'
-    else:
-        picture = f'<img src="{esc(src)}" alt="{esc(captions[0])}" loading="lazy">'
     items = "".join(f"<li>{esc(c)}</li>" if c else '<li class="empty">(empty caption)</li>' for c in captions)
     parts = [
         f'<p class="file" title="{esc(str(file))}">{esc(file.name)} &middot; id {esc(str(row.get("image_id")))}</p>',
@@ -154,7 +113,7 @@ def _card(row: Mapping[str, Any], references: list[str] | None, score: float | N
     if references:
         parts.append('<p class="refs-title">references</p>')
         parts.append('<ul class="refs">' + "".join(f"<li>{esc(r)}</li>" for r in references) + "</ul>")
-    return f'<figure class="card">{picture}<figcaption>{"".join(parts)}</figcaption></figure>'
+    return f'<figure class="card">{picture(src, captions[0])}<figcaption>{"".join(parts)}</figcaption></figure>'
 
 
 def _summary(count: int, scores: list[float | None]) -> str:
@@ -166,16 +125,3 @@ def _summary(count: int, scores: list[float | None]) -> str:
             " (document frequencies from those references)"
         )
     return text
-
-
-def _page(title: str, cards: list[str], summary: str) -> str:
-    body = "\n".join(cards)
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<header><h1>{html.escape(title)}</h1><p>{summary}</p></header>\n"
-        f'<main class="grid">\n{body}\n</main>\n</body>\n</html>\n'
-    )

@@ -1,7 +1,7 @@
 """An HTML page of search results: one section per query, its best images with rank and score.
 
-Like the caption gallery, the page has no script and forbids scripts (Content-Security-Policy), and every piece of
-text (queries, file names) is HTML-escaped. Images are embedded thumbnails or links relative to the page.
+Built by :mod:`mmtrain.outputs.page`, as the caption gallery is: no script, every piece of text (queries, file names)
+HTML-escaped, thumbnails embedded or images linked.
 """
 
 from __future__ import annotations
@@ -12,16 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmtrain.io import write_text
-from mmtrain.outputs.gallery import image_src
+from mmtrain.outputs.page import html_page, image_src, picture
 
-_CSP = "default-src 'none'; img-src 'self' data: file: http: https:; style-src 'unsafe-inline'"
 _CSS = """
-:root { color-scheme: light dark; --bg: #f6f7f9; --card: #fff; --ink: #1d2330; --muted: #667085; --line: #e4e7ec;
-  --accent: #2e6bd9; }
-@media (prefers-color-scheme: dark) { :root { --bg: #111418; --card: #1b2027; --ink: #e6e9ef; --muted: #98a2b3;
-  --line: #2c333d; --accent: #7aa7ff; } }
-body { margin: 0; padding: 24px; background: var(--bg); color: var(--ink);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 h1 { margin: 0 0 4px; font-size: 22px; }
 section { margin: 24px 0; }
 h2 { margin: 0 0 10px; font-size: 16px; overflow-wrap: anywhere; }
@@ -63,23 +56,9 @@ def write_results_page(
     path = Path(path)
     sections = [_section(query, kind, hits, path.parent, embed, thumb_size) for query, kind, hits in results]
     count = f"{len(results)} quer{'ies' if len(results) != 1 else 'y'}"
-    body = "\n".join(sections)
-    page = (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<header><h1>{html.escape(title)}</h1><p>{count}</p></header>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
-    )
+    page = html_page(title, count, "\n".join(sections), css=_CSS)
     write_text(path, page)
     return path
-
-
-def _picture(src: str | None, alt: str) -> str:
-    if src is None:
-        return '<div class="missing">image unavailable</div>'
-    return f'<img src="{html.escape(src)}" alt="{html.escape(alt)}" loading="lazy">'
 
 
 def _section(query: str, kind: str, hits: Sequence, page_dir: Path, embed: bool, thumb_size: int) -> str:
@@ -96,5 +75,5 @@ def _section(query: str, kind: str, hits: Sequence, page_dir: Path, embed: bool,
             f'<p class="file" title="{esc(str(file))}">{esc(file.name)}</p>'
         )
         src = image_src(file, page_dir, embed, thumb_size)
-        cards.append(f"<figure>{_picture(src, file.name)}<figcaption>{caption}</figcaption></figure>")
+        cards.append(f"<figure>{picture(src, file.name)}<figcaption>{caption}</figcaption></figure>")
     return f'<section><h2>{heading}</h2><div class="grid">{"".join(cards)}</div></section>'
