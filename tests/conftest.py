@@ -108,3 +108,21 @@ def tiny_checkpoint(tiny_store: Path, tmp_path_factory) -> Path:
     result = run_in_process("fit", f"data.store={tiny_store}", f"out={out}", *TINY_MODEL)
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "checkpoints" / "last.ckpt"
+
+
+# Overrides that put a tiny_lm folder behind the image (prefix fusion, 4 prefix tokens): pass with TINY_MODEL's
+# encoder and trainer lines, without its decoder lines.
+TINY_HF = ["decoder=hf_causal_lm", "fusion=prefix", "fusion.prefix_len=4", "fusion.num_layers=1", "fusion.num_heads=2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_store: Path, tmp_path_factory) -> Path:
+    """A Hugging Face folder (save_pretrained): a random-init 2-layer GPT-2 of width 32 and a byte-level BPE
+    tokenizer trained on the tiny store's training captions. Load it with from_pretrained, as a hub model."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    from mmtrain.metrics.coco_files import load_references
+    from mmtrain.models.tiny_lm import write_tiny_lm
+
+    captions = [c for refs in load_references(tiny_store / "references_train.json").values() for c in refs]
+    return write_tiny_lm(captions, tmp_path_factory.mktemp("tiny_lm") / "lm", vocab_size=128)

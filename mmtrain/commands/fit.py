@@ -57,6 +57,7 @@ def build_module(cfg: DictConfig, datamodule):
     from hydra.utils import instantiate
 
     from mmtrain.models.build import build_captioner
+    from mmtrain.tokens import TextIds
     from mmtrain.training.module import CaptionModule
 
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
@@ -70,6 +71,7 @@ def build_module(cfg: DictConfig, datamodule):
             "(a cross-entropy run's checkpoint) or resume=last"
         )
     captioner = build_captioner(model_config, datamodule.tokenizer.vocab_size)
+    captioner.ids = TextIds.of(datamodule.tokenizer, datamodule.prompt)
     if cfg.init_from:
         _init_weights_from(captioner, Path(cfg.init_from), datamodule.tokenizer)
     objective = instantiate(cfg.objective.loss)
@@ -93,6 +95,7 @@ def build_module(cfg: DictConfig, datamodule):
             "data": str(cfg.data.name),
             "dataset": OmegaConf.to_container(cfg.data, resolve=True),
             "resize": datamodule.manifest.get("resize", {"size": datamodule.manifest["image_size"]}),
+            "prompt": datamodule.prompt,
         },
         ema=ema,
     )
@@ -118,7 +121,7 @@ def _init_weights_from(captioner, path: Path, tokenizer) -> None:
 
     source = load_model(path)
     if source.tokenizer.model_bytes != tokenizer.model_bytes:
-        raise UserError(f"{path}: trained with another tokenizer than this store's; use the same data.store")
+        raise UserError(f"{path}: trained with another tokenizer than this run's; use the same data.store and decoder")
     state = source.captioner.state_dict()
     check_weights_fit(captioner, state, path, allow_missing=True)  # a new head (e.g. ITC's) starts fresh
     missing, _ = captioner.load_state_dict(state, strict=False)

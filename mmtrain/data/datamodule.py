@@ -28,7 +28,7 @@ from mmtrain.data.loader import resolve_workers
 from mmtrain.data.remote import is_url, mirror_store, split_source
 from mmtrain.data.store import item_image, open_split, require_store
 from mmtrain.errors import UserError
-from mmtrain.tokens import PAD_ID, Tokenizer
+from mmtrain.tokens import PAD_ID, HFTokenizer, Tokenizer
 
 
 @dataclass
@@ -44,6 +44,9 @@ class Batch:
         features: the frozen encoder's cached tokens (B, N, D) in fp16, when training from a feature cache.
         mirrored_pool: ``caption_pool`` with left and right swapped, for horizontally flipped images (training
             with ``hflip`` only).
+        targets: (B*C, T) True where ``input_ids`` holds a token the loss predicts: after bos and the prompt, up to
+            and including eos (not the padding, whose id may be eos's).
+        prompt_len: prompt tokens after bos in every caption row (no loss on them).
     """
 
     images: Tensor | None
@@ -53,11 +56,14 @@ class Batch:
     caption_pool: list[list[list[int]]] | None = None
     features: Tensor | None = None
     mirrored_pool: list[list[list[int]]] | None = None
+    targets: Tensor | None = None
+    prompt_len: int = 0
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: t.to(device, non_blocking=True)) if device.type != "cpu" else (lambda t: t)
-        images, ids, features = (None if t is None else move(t) for t in (self.images, self.input_ids, self.features))
-        return Batch(images, move(self.image_ids), ids, self.captions_per_image, features=features)
+        tensors = (self.images, self.input_ids, self.features, self.targets)
+        images, ids, features, targets = (None if t is None else move(t) for t in tensors)
+        return Batch(images, move(self.image_ids), ids, self.captions_per_image, features=features, targets=targets)
 
     def pin_memory(self) -> Batch:
         """The batch with its tensors in page-locked memory (a loader with ``pin_memory`` calls this)."""
@@ -66,7 +72,7 @@ class Batch:
         )
         return replace(self, images=images, image_ids=ids, features=features)
 
-    def choose_captions(self, count: int, seed: int, hflip: float = 0.0) -> Batch:
+    def choose_captions(self, count: int, seed: int, hflip: float = 0.0, pad_id: int = PAD_ID) -> Batch:
         """Pick ``count`` captions per image from the pool with a generator seeded by ``seed``; pad them.
 
         With ``hflip`` > 0 each image is first mirrored left-right with that probability (same generator) and then
@@ -83,11 +89,19 @@ class Batch:
                 images[mask] = images[mask].flip(-1)
         rows = [rng.sample(pool, count) if len(pool) >= count else rng.choices(pool, k=count) for pool in pools]
         flat = [ids for image_rows in rows for ids in image_rows]
-        input_ids = torch.full((len(flat), max(map(len, flat))), PAD_ID, dtype=torch.long)
+        input_ids = torch.full((len(flat), max(map(len, flat))), pad_id, dtype=torch.long)
+        targets = torch.zeros_like(input_ids, dtype=torch.bool)
         for i, ids in enumerate(flat):
             input_ids[i, : len(ids)] = torch.tensor(ids)
+            targets[i, 1 + self.prompt_len : len(ids)] = True
         return replace(
-            self, images=images, input_ids=input_ids, captions_per_image=count, caption_pool=None, mirrored_pool=None
+            self,
+            images=images,
+            input_ids=input_ids,
+            captions_per_image=count,
+            caption_pool=None,
+            mirrored_pool=None,
+            targets=targets,
         )
 
 
@@ -100,19 +114,27 @@ class CaptionDataset:
         captions: captions per image per training step.
         max_len: token ids per caption.
         mirror: word swaps for left-right mirrored images (training with ``hflip``); None: no mirrored pool.
+        prompt: token ids placed after bos in every caption (no loss on them).
     """
 
     def __init__(
         self,
         source,
-        tokenizer: Tokenizer | None = None,
+        tokenizer: Tokenizer | HFTokenizer | None = None,
         *,
         captions: int = 1,
         max_len: int = 32,
         mirror: dict[str, str] | None = None,
+        prompt: tuple[int, ...] = (),
     ) -> None:
         self.stream = open_split(source)
         self.tokenizer, self.captions, self.max_len, self.mirror = tokenizer, captions, max_len, mirror
+        self.prompt = list(prompt)
+
+    def encode(self, caption: str) -> list[int]:
+        """bos, the prompt, the caption's tokens and eos; the caption cut to ``max_len`` ids with bos and eos."""
+        ids = self.tokenizer.encode(caption, max_len=self.max_len)
+        return ids[:1] + self.prompt + ids[1:]
 
 
 def mirror_caption(caption: str, swaps: dict[str, str]) -> str:
@@ -144,15 +166,22 @@ def collate(items: list[dict], dataset: CaptionDataset) -> Batch:
     features = _stack(items, "features")  # (B, N, D) fp16
     if dataset.tokenizer is None:
         return Batch(images, image_ids, features=features)
-    encode = dataset.tokenizer.encode
+    encode = dataset.encode
     texts = [json.loads(item["captions"]) for item in items]
-    pool = [[encode(c, max_len=dataset.max_len) for c in captions] for captions in texts]
+    pool = [[encode(c) for c in captions] for captions in texts]
     mirrored = None
     if dataset.mirror is not None and images is not None:
         swaps = dataset.mirror
-        mirrored = [[encode(mirror_caption(c, swaps), max_len=dataset.max_len) for c in cs] for cs in texts]
+        mirrored = [[encode(mirror_caption(c, swaps)) for c in cs] for cs in texts]
     return Batch(
-        images, image_ids, None, dataset.captions, caption_pool=pool, features=features, mirrored_pool=mirrored
+        images,
+        image_ids,
+        None,
+        dataset.captions,
+        caption_pool=pool,
+        features=features,
+        mirrored_pool=mirrored,
+        prompt_len=len(dataset.prompt),
     )
 
 
@@ -175,6 +204,10 @@ class CaptionDataModule(pl.LightningDataModule):
             ``mirror_words`` swapped ("left" <-> "right"), so they still describe it. Not applied to cached encoder
             tokens. Only for data whose captions stay true when mirrored apart from those words.
         mirror_words: the word swaps for mirrored images.
+        tokenizer: a Hugging Face tokenizer's hub name or folder (``decoder=hf_causal_lm`` sets its
+            ``name_or_path``); None: the store's SentencePiece ``tokenizer.model``. The store keeps captions as text,
+            so one store serves both.
+        prompt: text after bos in every training caption, without loss (``prompt=`` of fit).
     """
 
     def __init__(
@@ -190,6 +223,8 @@ class CaptionDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         hflip: float = 0.0,
         mirror_words: dict[str, str] | None = None,
+        tokenizer: str | None = None,
+        prompt: str | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= float(hflip) <= 1.0:
@@ -198,7 +233,9 @@ class CaptionDataModule(pl.LightningDataModule):
         self.mirror_words = {str(k).lower(): str(v) for k, v in (mirror_words or {}).items()}
         self.url = str(store).rstrip("/") if is_url(store) else None
         self.store, self.manifest = require_store(mirror_store(self.url, cache_dir) if self.url else store)
-        self.tokenizer = Tokenizer(self.store / "tokenizer.model")
+        self.tokenizer = HFTokenizer(tokenizer) if tokenizer else Tokenizer(self.store / "tokenizer.model")
+        self.prompt = str(prompt or "")
+        self.prompt_ids = tuple(self.tokenizer.tokens(self.prompt)) if self.prompt else ()
         self.batch_size, self.captions, self.max_len = batch_size, captions_per_image, max_caption_len
         self.num_workers = resolve_workers(num_workers, key="datamodule.num_workers")
         self.seed, self.eval_batch_size = seed, eval_batch_size
@@ -224,7 +261,8 @@ class CaptionDataModule(pl.LightningDataModule):
         if batch.caption_pool is None:
             return batch
         step = self.trainer.global_step if self.trainer is not None else 0
-        return batch.choose_captions(self.captions, seed=self.seed * 1_000_003 + step, hflip=self.hflip)
+        seed = self.seed * 1_000_003 + step
+        return batch.choose_captions(self.captions, seed=seed, hflip=self.hflip, pad_id=self.tokenizer.pad_id)
 
     def references(self, split: str) -> dict[int, list[str]]:
         """Raw reference captions of ``split`` by image id, for metrics."""
@@ -256,6 +294,7 @@ class CaptionDataModule(pl.LightningDataModule):
             captions=self.captions,
             max_len=self.max_len,
             mirror=self.mirror_words if self.hflip > 0 else None,
+            prompt=self.prompt_ids,
         )
         return StepResumableLoader(
             dataset.stream,

@@ -6,7 +6,6 @@ import torch
 from torch import Tensor
 
 from mmtrain.models.decoder import KVCache
-from mmtrain.tokens import BOS_ID, EOS_ID
 
 
 class _Hypotheses:
@@ -30,8 +29,9 @@ class _Hypotheses:
 
 def beam_search(model, fused, n_images: int, config) -> list[list[list[int]]]:
     """Beam search for ``n_images`` images; returns ``num_return_sequences`` token lists per image."""
-    from mmtrain.models.generation import _constrain
+    from mmtrain.models.generation import _constrain, text_ids
 
+    ids = text_ids(model)
     k = config.num_beams
     logits, cache = _start(model, fused, n_images, k)
     device = logits.device
@@ -41,13 +41,13 @@ def beam_search(model, fused, n_images: int, config) -> list[list[list[int]]]:
     hyps = [_Hypotheses(max(k, config.num_return_sequences), config.length_penalty) for _ in range(n_images)]
     done = [False] * n_images
     for step in range(config.max_len):
-        logp = torch.log_softmax(_constrain(logits.float(), step, tokens, config), dim=-1)  # (B*K, V)
+        logp = torch.log_softmax(_constrain(logits.float(), step, tokens, config, ids), dim=-1)  # (B*K, V)
         vocab = logp.shape[-1]
         candidates = (scores.view(-1, 1) + logp).view(n_images, k * vocab)  # (B, K*V)
         top_scores, top_ids = candidates.topk(2 * k, dim=1)  # (B, 2K)
         last = step == config.max_len - 1
         scores, next_rows, next_tokens, best = _select(
-            top_scores, top_ids // vocab, top_ids % vocab, tokens, hyps, done, k, last
+            top_scores, top_ids // vocab, top_ids % vocab, tokens, hyps, done, k, last, ids.eos
         )
         for b in range(n_images):
             if not done[b]:
@@ -65,8 +65,10 @@ def beam_search(model, fused, n_images: int, config) -> list[list[list[int]]]:
 
 def _start(model, fused, n_images: int, k: int) -> tuple[Tensor, KVCache]:
     """Prefill one bos row per image, then copy its cache and logits to the ``k`` beams, which start identical."""
+    from mmtrain.models.generation import start_ids
+
     device = next(model.parameters()).device
-    logits, cache = model.start(fused, torch.full((n_images, 1), BOS_ID, dtype=torch.long, device=device), 1)
+    logits, cache = model.start(fused, start_ids(model, n_images, device), 1)
     cache.reorder(torch.arange(n_images, device=device).repeat_interleave(k))  # (B*K,) rows of the self-attention
     cache.group = k  # cross-attention K/V stay one per image, now shared by its k beams
     return logits.repeat_interleave(k, dim=0), cache  # (B*K, V)
@@ -81,6 +83,7 @@ def _select(
     done: list[bool],
     k: int,
     last: bool,
+    eos: int,
 ) -> tuple[Tensor, Tensor, Tensor, list[float]]:
     """Move eos candidates (and every candidate on the last step) to the finished set; keep K running beams.
 
@@ -92,7 +95,7 @@ def _select(
     n_images = top_scores.shape[0]
     next_scores = [[float("-inf")] * k for _ in range(n_images)]
     next_rows = [[b * k] * k for b in range(n_images)]
-    next_tokens = [[EOS_ID] * k for _ in range(n_images)]
+    next_tokens = [[eos] * k for _ in range(n_images)]
     history: list[list[int]] | None = None  # the running beams' tokens, read only when a hypothesis finishes
     candidates = zip(top_scores.tolist(), beam_ids.tolist(), token_ids.tolist(), strict=True)
     for b, (scores, beams, ids) in enumerate(candidates):
@@ -101,9 +104,9 @@ def _select(
             if done[b] or slot == k or score == float("-inf"):
                 break
             row = b * k + beam
-            if token == EOS_ID or last:
+            if token == eos or last:
                 history = tokens.tolist() if history is None else history
-                hyps[b].add(history[row] + ([] if token == EOS_ID else [token]), score)
+                hyps[b].add(history[row] + ([] if token == eos else [token]), score)
                 continue
             next_scores[b][slot], next_rows[b][slot], next_tokens[b][slot] = score, row, token
             slot += 1

@@ -24,6 +24,8 @@ def build_captioner(model_config: dict, vocab_size: int, *, for_inference: bool 
     if for_inference:
         config["encoder"]["pretrained"] = False
         config["encoder"]["checkpoint"] = None
+        if "name_or_path" in config["decoder"]:  # a language model: built from its config, weights from the file
+            config["decoder"]["pretrained"] = False
     return Captioner(
         encoder=instantiate(config["encoder"]),
         fusion=instantiate(config["fusion"]),

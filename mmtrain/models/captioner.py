@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from mmtrain.models.decoder import KVCache, TransformerDecoder, init_weights
 from mmtrain.models.encoders import TimmEncoder
 from mmtrain.models.fusion.base import FusionOutput
+from mmtrain.tokens import TextIds
 
 
 class CaptionerOutput(NamedTuple):
@@ -47,11 +48,15 @@ class Captioner(nn.Module):
         probe_decoder = decoder(vocab_size=vocab_size, cross_attention=False)
         d_model = probe_decoder.d_model
         self.fusion = fusion(in_dim=encoder.out_dim, d_model=d_model, num_tokens=encoder.num_tokens)
-        self.decoder = decoder(vocab_size=vocab_size, cross_attention=self.fusion.uses_cross_attention)
+        pretrained = getattr(probe_decoder, "initialises_itself", False)  # a loaded LM: built once, weights kept
+        cross = self.fusion.uses_cross_attention
+        self.decoder = probe_decoder if pretrained else decoder(vocab_size=vocab_size, cross_attention=cross)
         self.decoder.check_fusion(self.fusion)  # a combination of options that means nothing is an error
         self.vocab_size = vocab_size
+        self.ids = TextIds()  # bos, eos, pad and prompt ids; set from the tokenizer by whoever builds the captioner
         init_weights(self.fusion)
-        init_weights(self.decoder)
+        if not pretrained:
+            init_weights(self.decoder)
         self.contrastive = contrastive(image_dim=encoder.out_dim, text_dim=d_model) if contrastive else None
 
     def normalize(self, images: Tensor) -> Tensor:
@@ -94,8 +99,8 @@ class Captioner(nn.Module):
         return self.decoder(input_ids, fused, group=group, cache=cache)
 
     def start(self, fused: FusionOutput, bos: Tensor, group: int) -> tuple[Tensor, KVCache]:
-        """Prefill the KV cache with the image and the bos token; return the next-token logits (N, V)."""
-        cache = KVCache()
+        """Prefill the KV cache with the image and the bos token (and prompt); return the next-token logits (N, V)."""
+        cache = self.decoder.new_cache() if hasattr(self.decoder, "new_cache") else KVCache()
         logits = self.decode(fused, bos, group, cache)  # (N, 1, V)
         return logits[:, -1], cache
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mmtrain.tokens import BOS_ID, EOS_ID
+from mmtrain.tokens import TextIds
 
 
 @dataclass(frozen=True)
@@ -62,15 +62,23 @@ def decode(model, fused, n_images: int, config: DecodingConfig) -> list[list[lis
     return _STRATEGIES[config.strategy](model, fused, n_images, config)
 
 
-def _bos(n: int, device: torch.device) -> Tensor:
-    return torch.full((n, 1), BOS_ID, dtype=torch.long, device=device)
+def text_ids(model) -> TextIds:
+    """The captioner's bos, eos and prompt ids (a model without them uses SentencePiece's fixed ids)."""
+    return getattr(model, "ids", None) or TextIds()
 
 
-def _constrain(logits: Tensor, step: int, history: Tensor | None, config: DecodingConfig) -> Tensor:
+def start_ids(model, n: int, device: torch.device) -> Tensor:
+    """What every sequence starts from (N, 1+P): bos, then the prompt's tokens (``model.ids``)."""
+    ids = text_ids(model)
+    return torch.tensor([ids.bos, *ids.prompt], dtype=torch.long, device=device).expand(n, -1)
+
+
+def _constrain(logits: Tensor, step: int, history: Tensor | None, config: DecodingConfig, ids) -> Tensor:
     """Apply min length, eos blocking and no-repeat-ngram to next-token ``logits`` (N, V) in place."""
     if config.block_eos or step < config.min_len - 1:
-        logits[:, EOS_ID] = float("-inf")
-    logits[:, BOS_ID] = float("-inf")
+        logits[:, ids.eos] = float("-inf")
+    if ids.bos != ids.eos:  # GPT-2's bos is its eos
+        logits[:, ids.bos] = float("-inf")
     n = config.no_repeat_ngram_size
     if n > 0 and history is not None and history.shape[1] >= n:
         for row, banned in enumerate(_banned_ngram_tokens(history.tolist(), n)):
@@ -89,11 +97,11 @@ def _banned_ngram_tokens(histories: list[list[int]], n: int) -> list[set[int]]:
     return banned
 
 
-def _finish(tokens: Tensor, n_images: int, per_image: int) -> list[list[list[int]]]:
+def _finish(tokens: Tensor, n_images: int, per_image: int, eos: int) -> list[list[list[int]]]:
     """Cut rows of ``tokens`` (N, T) at eos and group them per image."""
     out: list[list[list[int]]] = [[] for _ in range(n_images)]
     for row, seq in enumerate(tokens.tolist()):
-        out[row // per_image].append(seq[: seq.index(EOS_ID)] if EOS_ID in seq else seq)
+        out[row // per_image].append(seq[: seq.index(eos)] if eos in seq else seq)
     return out
 
 
@@ -102,18 +110,19 @@ def _run_to_end(model, fused, n_images: int, config: DecodingConfig, pick) -> li
     group = config.num_return_sequences
     n = n_images * group
     device = next(model.parameters()).device
-    logits, cache = model.start(fused, _bos(n, device), group)
+    ids = text_ids(model)
+    logits, cache = model.start(fused, start_ids(model, n, device), group)
     tokens = torch.empty(n, 0, dtype=torch.long, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)
     for step in range(config.max_len):
-        next_token = pick(_constrain(logits.float(), step, tokens, config))  # (N,)
-        next_token = torch.where(done, torch.full_like(next_token, EOS_ID), next_token)
+        next_token = pick(_constrain(logits.float(), step, tokens, config, ids))  # (N,)
+        next_token = torch.where(done, torch.full_like(next_token, ids.eos), next_token)
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
-        done |= next_token == EOS_ID
+        done |= next_token == ids.eos
         if bool(done.all()) or step == config.max_len - 1:
             break
         logits = model.decoder.step(next_token[:, None], cache)
-    return _finish(tokens, n_images, group)
+    return _finish(tokens, n_images, group, ids.eos)
 
 
 def _greedy(model, fused, n_images: int, config: DecodingConfig) -> list[list[list[int]]]:
@@ -165,18 +174,21 @@ def sample_with_logprobs(model, fused, n_images: int, k: int, max_len: int, temp
     """
     n = n_images * k
     device = fused.memory.device if fused.memory is not None else fused.prefix.device
-    logits, cache = model.start(fused, _bos(n, device), k)
+    ids = text_ids(model)
+    logits, cache = model.start(fused, start_ids(model, n, device), k)
     tokens, logprobs, masks = [], [], []
     alive = torch.ones(n, dtype=torch.bool, device=device)
     for step in range(max_len):
-        scaled = (logits.float() / temperature).index_fill(1, torch.tensor([BOS_ID], device=device), float("-inf"))
+        scaled = logits.float() / temperature
+        if ids.bos != ids.eos:
+            scaled = scaled.index_fill(1, torch.tensor([ids.bos], device=device), float("-inf"))
         logp = torch.log_softmax(scaled, dim=-1)  # (N, V)
         next_token = torch.multinomial(logp.detach().exp(), 1).squeeze(1)  # (N,)
-        next_token = torch.where(alive, next_token, torch.full_like(next_token, EOS_ID))
+        next_token = torch.where(alive, next_token, torch.full_like(next_token, ids.eos))
         tokens.append(next_token)
         logprobs.append(logp.gather(1, next_token[:, None]).squeeze(1))
         masks.append(alive.clone())
-        alive &= next_token != EOS_ID
+        alive &= next_token != ids.eos
         if not bool(alive.any()) or step == max_len - 1:
             break
         logits = model.decoder.step(next_token[:, None], cache)

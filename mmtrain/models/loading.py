@@ -11,7 +11,7 @@ import torch
 from mmtrain.errors import UserError
 from mmtrain.models.captioner import Captioner
 from mmtrain.models.generation import DecodingConfig
-from mmtrain.tokens import Tokenizer
+from mmtrain.tokens import HFTokenizer, TextIds, Tokenizer, load_tokenizer
 
 
 @dataclass
@@ -19,7 +19,7 @@ class LoadedModel:
     """A captioner ready for inference, with what it needs to turn pixels into text."""
 
     captioner: Captioner
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer | HFTokenizer
     decoding: DecodingConfig
     model_config: dict
     extra: dict  # store path, metrics, ... as saved
@@ -84,8 +84,9 @@ def _from_checkpoint(path: Path) -> LoadedModel:
 
     checkpoint = read_checkpoint(path)
     meta = checkpoint["mmtrain"]
-    tokenizer = Tokenizer(bytes(meta["tokenizer"].numpy().tobytes()))
+    tokenizer = load_tokenizer(bytes(meta["tokenizer"].numpy().tobytes()))
     captioner = build_captioner(meta["model_config"], tokenizer.vocab_size, for_inference=True)
+    captioner.ids = TextIds.of(tokenizer, meta.get("extra", {}).get("prompt"))
     state, weights = checkpoint_weights(checkpoint["state_dict"])
     _load_state(captioner, state, path)
     decoding = DecodingConfig(**{k: v for k, v in meta.get("decoding", {}).items() if k != "_target_"})
@@ -109,11 +110,21 @@ def _from_bundle(path: Path) -> LoadedModel:
     from mmtrain.models.build import build_captioner
 
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    tokenizer = Tokenizer(path / "tokenizer.model")
-    captioner = build_captioner(config["model"], tokenizer.vocab_size, for_inference=True)
+    tokenizer = load_tokenizer(path / "tokenizer.model")
+    model_config = bundled_lm(config["model"], path)
+    captioner = build_captioner(model_config, tokenizer.vocab_size, for_inference=True)
+    captioner.ids = TextIds.of(tokenizer, config.get("extra", {}).get("prompt"))
     _load_state(captioner, load_file(str(path / "model.safetensors")), path)
     decoding = DecodingConfig(**config.get("decoding", {}))
     return LoadedModel(captioner.eval(), tokenizer, decoding, config["model"], config.get("extra", {}))
+
+
+def bundled_lm(model_config: dict, path: Path) -> dict:
+    """``model_config`` with a bundle's own LM folder (``lm``, relative in the bundle) made a path that loads."""
+    decoder = model_config["decoder"]
+    if decoder.get("name_or_path") != "lm" or not (path / "lm").is_dir():
+        return model_config
+    return {**model_config, "decoder": {**decoder, "name_or_path": str(path / "lm")}}
 
 
 def _load_state(captioner: Captioner, state: dict, path: Path) -> None:

@@ -26,13 +26,19 @@ def _trained_on(extra: dict) -> str:
     return text
 
 
+def _decoder_line(decoder: dict) -> str:
+    if "name_or_path" in decoder:
+        return "the language model whose config and tokenizer files are in `lm/` (LoRA adapters merged)"
+    return f"{decoder.get('num_layers')} layers, width {decoder.get('d_model')}"
+
+
 def _card(model_config: dict, metrics: dict | None, extra: dict) -> str:
     lines = [
         "# mmtrain captioning model",
         "",
         f"- encoder: `{model_config['encoder'].get('model_name')}`",
         f"- fusion: `{model_config['fusion'].get('_target_', '').rsplit('.', 1)[-1]}`",
-        f"- decoder: {model_config['decoder'].get('num_layers')} layers, width {model_config['decoder'].get('d_model')}",
+        f"- decoder: {_decoder_line(model_config['decoder'])}",
         f"- trained on: {_trained_on(extra)}",
         f"- weights: {'an exponential moving average' if extra.get('weights') == 'ema' else 'as trained'}",
         "",
@@ -57,12 +63,21 @@ def write_bundle(out: Path, loaded, metrics: dict | None) -> Path:
     """Write ``loaded`` (a LoadedModel) as a bundle folder ``out``."""
     from safetensors.torch import save
 
-    state = {k: v.contiguous() for k, v in loaded.captioner.state_dict().items()}
+    state, model_config = loaded.captioner.state_dict(), loaded.model_config
+    decoder = loaded.captioner.decoder
+    if hasattr(decoder, "merged_state_dict"):  # a Hugging Face LM: its config and tokenizer files, LoRA merged
+        from mmtrain.models.hf_decoder import bundle_config, save_lm_files
+
+        state = {k: v for k, v in state.items() if not k.startswith("decoder.")}
+        state.update({f"decoder.{k}": v for k, v in decoder.merged_state_dict().items()})
+        save_lm_files(decoder, loaded.tokenizer, out / "lm")
+        model_config = bundle_config(model_config)
+    state = {k: v.contiguous().clone() for k, v in state.items()}  # tied weights (an LM's head) saved apart
     write_bytes(out / "model.safetensors", save(state))
     write_bytes(out / "tokenizer.model", loaded.tokenizer.model_bytes)
-    config = {"model": loaded.model_config, "decoding": dict(loaded.decoding.__dict__), "extra": loaded.extra}
+    config = {"model": model_config, "decoding": dict(loaded.decoding.__dict__), "extra": loaded.extra}
     write_json(out / "config.json", config)
-    write_text(out / "README.md", _card(loaded.model_config, metrics, loaded.extra))
+    write_text(out / "README.md", _card(model_config, metrics, loaded.extra))
     return out
 
 

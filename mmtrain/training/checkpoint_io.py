@@ -53,7 +53,9 @@ def check_resumable(path: Path, module) -> dict:
     checkpoint = read_checkpoint(path)
     tokenizer = checkpoint["mmtrain"].get("tokenizer")
     if tokenizer is None or bytes(tokenizer.numpy().tobytes()) != module.tokenizer.model_bytes:
-        raise UserError(f"{path}: trained with another tokenizer than this store's; resume with the same data.store")
+        raise UserError(
+            f"{path}: trained with another tokenizer than this run's; resume with the same data.store and decoder"
+        )
     stored = {k[len("captioner.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("captioner.")}
     check_weights_fit(module.captioner, stored, path)
     return checkpoint

@@ -27,10 +27,12 @@ def _xe(module, batch, label_smoothing: float):
         input_ids=ids[:, :-1], captions_per_image=batch.captions_per_image, **image_inputs(module, batch)
     )
     logits = out.logits
+    keep = batch.targets[:, 1:] if batch.targets is not None else ids[:, 1:] != PAD_ID  # (B*C, T-1)
+    targets = ids[:, 1:].masked_fill(~keep, -100)  # no loss on the prompt and the padding
     loss = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
-        ids[:, 1:].reshape(-1),
-        ignore_index=PAD_ID,
+        targets.reshape(-1),
+        ignore_index=-100,
         label_smoothing=label_smoothing,
     )
     return loss, out

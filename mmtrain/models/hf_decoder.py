@@ -1,0 +1,240 @@
+"""A Hugging Face causal LM as the captioner's decoder: the image's prefix embeddings go in before the text.
+
+The LM is loaded with ``AutoModelForCausalLM.from_pretrained`` from a hub name or a local folder. The fusion's
+prefix (B, P, D) and the text's own embeddings are joined into ``inputs_embeds``; generation runs on the LM's own
+KV cache. The LM may be frozen, or adapted with LoRA through peft (only the adapters train). Its weights are never
+re-initialised by the captioner (``initialises_itself``).
+
+State dict names do not depend on LoRA: peft's ``base_layer`` wrapper is left out of them, so a checkpoint of a run
+without adapters initialises a run with them (``init_from``), and the adapters start as peft makes them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from mmtrain.errors import UserError
+from mmtrain.tokens import HF_EXTRA, require_local_or_cached
+
+if TYPE_CHECKING:
+    from mmtrain.models.fusion.base import FusionOutput
+
+PREFIX_FUSIONS = "fusion=prefix, concat, clipcap_mlp, clipcap_transformer or llava_projector"
+BASE = ".base_layer."
+
+
+@dataclass
+class HFCache:
+    """The LM's own cache (``past_key_values``) and what the decoding strategies read of it."""
+
+    past: Any = None
+    length: int = 0  # positions cached (prefix + text)
+    group: int = 1  # text rows per image row (beam search sets it; the LM's cache is per row already)
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep rows ``index`` of the cache (beam search)."""
+        self.past.reorder_cache(index)
+
+
+class HFCausalLMDecoder(nn.Module):
+    """A pretrained (or saved random-init) causal LM reading prefix embeddings.
+
+    Args:
+        vocab_size: the tokenizer's vocabulary size (completed by the captioner); at most the LM's embedding rows.
+        name_or_path: hub name or folder of the LM, as ``from_pretrained`` takes it.
+        freeze: keep the LM's own weights fixed (the fusion still trains).
+        lora: ``r`` (0: off), ``alpha``, ``dropout``, ``target_modules`` (None: peft's default for the architecture).
+            With ``r`` > 0 only the adapters of the LM train, whatever ``freeze`` says.
+        gradient_checkpointing: recompute the LM's activations in the backward pass (less memory, more time).
+        pretrained: load the LM's weights; False builds it from its config only (a checkpoint supplies them).
+        cross_attention: completed by the captioner; a fusion that needs it is refused in :meth:`check_fusion`.
+    """
+
+    initialises_itself = True  # the captioner leaves these weights as loaded, and builds this decoder once
+
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        name_or_path: str,
+        freeze: bool = True,
+        lora: dict | None = None,
+        gradient_checkpointing: bool = False,
+        pretrained: bool = True,
+        cross_attention: bool = False,
+    ) -> None:
+        super().__init__()
+        self.name_or_path = str(name_or_path)
+        self.lm = load_lm(self.name_or_path, pretrained=pretrained).train()  # from_pretrained returns eval mode
+        self.d_model = self.lm.get_input_embeddings().embedding_dim
+        rows = self.lm.get_input_embeddings().num_embeddings
+        if vocab_size > rows:
+            raise UserError(f"decoder.name_or_path={name_or_path}: tokenizer has {vocab_size} ids, the LM {rows}")
+        self.lm.requires_grad_(not freeze)
+        lora = dict(lora or {})
+        if int(lora.get("r") or 0) > 0:
+            add_lora(self.lm, lora)
+        if gradient_checkpointing:
+            self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.lm.forward).parameters else "past_key_values"
+        self.register_state_dict_post_hook(_drop_base_layer)
+        self.register_load_state_dict_pre_hook(_add_base_layer)
+
+    def check_fusion(self, fusion: nn.Module) -> None:
+        """Refuse, in one line, a fusion that gives no prefix embeddings."""
+        if getattr(fusion, "uses_cross_attention", False):
+            raise UserError(
+                f"decoder=hf_causal_lm reads the image as prefix embeddings before the text: use {PREFIX_FUSIONS} "
+                "(a causal LM has no cross-attention layers)"
+            )
+
+    def new_cache(self) -> HFCache:
+        return HFCache()
+
+    def forward(
+        self, input_ids: Tensor, image: FusionOutput | None = None, *, group: int = 1, cache: HFCache | None = None
+    ) -> Tensor:
+        """Logits (N, T, V) for the text positions of ``input_ids`` (N, T) after the image's prefix (N/group, P, D).
+
+        The prefix is read causally, as everything else by a causal LM (a fusion's ``prefix_bidirectional`` is not
+        honoured). With ``cache`` the call is a prefill: :meth:`step` then continues one token at a time.
+        """
+        text = self.lm.get_input_embeddings()(input_ids)  # (N, T, D)
+        prefix = None if image is None else image.prefix
+        if prefix is not None:
+            prefix = prefix.to(text.dtype).repeat_interleave(group, dim=0)  # (N, P, D)
+            text = torch.cat([prefix, text], dim=1)  # (N, P+T, D)
+        out = self._run(inputs_embeds=text, cache=cache, keep=input_ids.shape[1])
+        if cache is not None:
+            cache.length, cache.group = text.shape[1], group
+        return out  # (N, T, V)
+
+    def step(self, input_ids: Tensor, cache: HFCache) -> Tensor:
+        """Logits (N, V) for one new token per row (N, 1), extending ``cache``."""
+        logits = self._run(input_ids=input_ids, cache=cache, keep=1)  # (N, 1, V)
+        cache.length += 1
+        return logits[:, -1]
+
+    def _run(self, *, cache: HFCache | None, keep: int, **inputs: Tensor) -> Tensor:
+        """The LM's logits for its last ``keep`` positions, reading and refreshing ``cache`` when given."""
+        kwargs = {self._cache_arg: None if cache is None else cache.past}
+        out = self.lm(**inputs, **kwargs, use_cache=cache is not None, logits_to_keep=keep)
+        if cache is not None:
+            cache.past = out["cache"] if "cache" in out else out["past_key_values"]
+        return out.logits
+
+    @torch.no_grad()
+    def merged_state_dict(self) -> dict[str, Tensor]:
+        """The weights with every LoRA adapter folded into the layer it adapts (names as without LoRA)."""
+        state = self.state_dict()
+        for name, module in self.lm.named_modules():
+            if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
+                key = f"lm.{name}.weight"
+                state[key] = state[key] + module.get_delta_weight("default").to(state[key].dtype)
+        return {k: v for k, v in state.items() if ".lora_" not in k}
+
+
+def load_lm(name_or_path: str, *, pretrained: bool) -> nn.Module:
+    """The causal LM at ``name_or_path``, with its weights or (``pretrained=False``) built from its config."""
+    try:
+        import peft  # noqa: F401 - checked here so that a missing extra is one line before any work
+        from transformers import AutoConfig, AutoModelForCausalLM
+    except ImportError:
+        raise UserError(HF_EXTRA) from None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    require_local_or_cached(name_or_path)
+    try:
+        if pretrained:
+            return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name_or_path), dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        detail = (str(err).splitlines() or [""])[0][:160]
+        raise UserError(f"decoder.name_or_path={name_or_path}: no causal LM could be loaded ({detail})") from None
+
+
+def add_lora(lm: nn.Module, lora: dict) -> None:
+    """Inject LoRA adapters into ``lm`` in place; only they train afterwards."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    targets = lora.get("target_modules")
+    config = LoraConfig(
+        r=int(lora["r"]),
+        lora_alpha=float(lora.get("alpha") or lora["r"]),
+        lora_dropout=float(lora.get("dropout") or 0.0),
+        target_modules=list(targets) if targets else None,
+    )
+    if config.target_modules is None:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+        model_type = lm.config.model_type
+        if model_type not in DEFAULTS:
+            raise UserError(f"decoder.lora.target_modules: peft has no default for {model_type}; name the layers")
+        config.target_modules = set(DEFAULTS[model_type])
+    try:
+        with warnings.catch_warnings():  # peft sets fan_in_fan_out itself for GPT-2's Conv1D, and says so
+            warnings.simplefilter("ignore", UserWarning)
+            inject_adapter_in_model(config, lm)
+    except ValueError as err:
+        raise UserError(f"decoder.lora: {(str(err).splitlines() or [''])[0][:160]}") from None
+    for name, param in lm.named_parameters():
+        param.requires_grad_(".lora_" in name)
+
+
+def _drop_base_layer(module: nn.Module, state: dict, prefix: str, local_metadata: dict) -> None:
+    """State dict hook: ``x.base_layer.weight`` (peft's wrapper) is saved as ``x.weight``."""
+    for key in [k for k in state if k.startswith(prefix) and BASE in k]:
+        state[key.replace(BASE, ".")] = state.pop(key)
+
+
+def _add_base_layer(module: nn.Module, state: dict, prefix: str, *args: Any) -> None:
+    """Load pre-hook, the inverse of :func:`_drop_base_layer` for the layers that carry an adapter now."""
+    for real in [name for name, _ in _named_tensors(module) if BASE in name]:
+        saved = prefix + real.replace(BASE, ".")
+        if saved in state:
+            state[prefix + real] = state.pop(saved)
+
+
+def _named_tensors(module: nn.Module):
+    yield from module.named_parameters(remove_duplicate=False)
+    yield from module.named_buffers(remove_duplicate=False)
+
+
+def bundle_config(model_config: dict) -> dict:
+    """``model_config`` as a bundle saves it: the LM read from the bundle's ``lm`` folder, its LoRA merged."""
+    decoder = dict(model_config["decoder"])
+    decoder.update(name_or_path="lm", lora={**(decoder.get("lora") or {}), "r": 0})
+    return {**model_config, "decoder": decoder}
+
+
+def save_lm_files(decoder: HFCausalLMDecoder, tokenizer: Any, folder: Path) -> None:
+    """Write the LM's config and the tokenizer's files (``save_pretrained``) to ``folder``, replaced whole."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    from tokenizers import Tokenizer as Backend
+    from transformers import PreTrainedTokenizerFast
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".lm-", dir=folder.parent))
+    record = json.loads(tokenizer.model_bytes)
+    backend = Backend.from_str(record["tokenizer_json"])
+    names = {key: backend.id_to_token(record[f"{key}_id"]) for key in ("bos", "eos", "pad")}
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=names["bos"], eos_token=names["eos"], pad_token=names["pad"]
+    )
+    fast.save_pretrained(staging)
+    decoder.lm.config.save_pretrained(staging)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(staging, folder)
