@@ -23,6 +23,7 @@ import numpy as np
 
 from mmtrain.errors import UserError
 from mmtrain.metrics.meteor.resources import find_meteor_jar
+from mmtrain.metrics.meteor.scorer import nothing_to_score
 
 
 def meteor_unavailable_reason() -> str | None:
@@ -103,9 +104,7 @@ class Meteor:
         Returns:
             The corpus score and the per-image scores, shape (N,).
         """
-        if len(references) != len(candidates):
-            raise ValueError(f"{len(references)} reference lists but {len(candidates)} candidates")
-        if not candidates:
+        if nothing_to_score(references, candidates):
             return 0.0, np.zeros(0)
         with self._lock:
             requests = [

@@ -17,7 +17,7 @@ import numpy as np
 from mmtrain.metrics.meteor.aligner import Matchers, align
 from mmtrain.metrics.meteor.normalize import normalize_line, words
 from mmtrain.metrics.meteor.resources import Lexicon, find_meteor_jar, load_lexicon, load_phrase_table, paraphrases_for
-from mmtrain.metrics.meteor.scorer import N_STATS, corpus_score, scores_from_stats, stats_row
+from mmtrain.metrics.meteor.scorer import N_STATS, corpus_score, nothing_to_score, scores_from_stats, stats_row
 
 # WordNet's detachment rules for regular forms, as the jar applies them: (suffix, replacement).
 _DETACH = [
@@ -165,9 +165,7 @@ class NativeMeteor:
         Returns:
             The corpus score and the per-image scores, shape (N,).
         """
-        if len(references) != len(candidates):
-            raise ValueError(f"{len(references)} reference lists but {len(candidates)} candidates")
-        if not candidates:
+        if nothing_to_score(references, candidates):
             return 0.0, np.zeros(0)
         corpus, per_image, _ = self.score_with_stats(references, candidates)
         return corpus, per_image

@@ -8,6 +8,8 @@ beta 0.20, gamma 0.60, delta 0.75; module weights exact 1.0, stem 0.6, synonym 0
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 ALPHA, BETA, GAMMA, DELTA = 0.85, 0.20, 0.60, 0.75
@@ -17,6 +19,13 @@ TEST_LEN, REF_LEN, TEST_FUNC, REF_FUNC = 0, 1, 2, 3
 STAGE = 4  # then per module: test content, ref content, test function, ref function
 CHUNKS, TEST_WORDS, REF_WORDS = 20, 21, 22
 N_STATS = 23
+
+
+def nothing_to_score(references: Sequence[Sequence[str]], candidates: Sequence[str]) -> bool:
+    """Check that there is one list of references per candidate; True when there are no candidates at all."""
+    if len(references) != len(candidates):
+        raise ValueError(f"{len(references)} reference lists but {len(candidates)} candidates")
+    return not candidates
 
 
 def stats_row(alignment, n1: int, n2: int, function1: int, function2: int) -> list[float]:
