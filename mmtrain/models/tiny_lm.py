@@ -21,6 +21,7 @@ def write_tiny_lm(
     n_layer: int = 2,
     n_head: int = 2,
     n_positions: int = 128,
+    dropout: float = 0.1,
     seed: int = 0,
 ) -> Path:
     """Train the tokenizer on ``captions``, build a GPT-2 of this shape with random weights, save both to ``out``."""
@@ -45,6 +46,9 @@ def write_tiny_lm(
         n_layer=n_layer,
         n_head=n_head,
         n_positions=n_positions,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
         bos_token_id=end,
         eos_token_id=end,
     )

@@ -1,0 +1,119 @@
+"""Training a captioner on a Hugging Face causal LM (tiny_lm): what moves, stages, resume, and every command after."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY_HF, TINY_MODEL, run_in_process
+
+pytest.importorskip("peft")
+
+ENCODER = [a for a in TINY_MODEL if not a.startswith("decoder.")]
+FROZEN_ENCODER = ["encoder.freeze=all", "feature_cache=false"]  # so that the LM side alone is what trains
+
+
+def _fit(store: Path, lm: Path, out: Path, *args: str) -> Path:
+    result = run_in_process("fit", f"data.store={store}", f"out={out}", *ENCODER, *TINY_HF,
+                            f"decoder.name_or_path={lm}", *args)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "checkpoints" / "last.ckpt"
+
+
+def _state(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def _lm_weights(lm: Path) -> dict[str, torch.Tensor]:
+    from transformers import AutoModelForCausalLM
+
+    return {
+        f"captioner.decoder.lm.{k}": v for k, v in AutoModelForCausalLM.from_pretrained(str(lm)).state_dict().items()
+    }
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tiny_store, tiny_lm, tmp_path_factory) -> Path:
+    """Stage 1: the projector alone trains (frozen LM and encoder), with a prompt; 12 steps."""
+    out = tmp_path_factory.mktemp("hf_frozen")
+    return _fit(tiny_store, tiny_lm, out, *FROZEN_ENCODER, "decoder.freeze=true", "prompt=a picture of")
+
+
+def test_a_frozen_lm_does_not_move_and_only_trainable_weights_reach_the_optimizer(frozen_run, tiny_lm):
+    from mmtrain.models.loading import load_model
+
+    checkpoint = torch.load(frozen_run, map_location="cpu", weights_only=True)
+    state = checkpoint["state_dict"]
+    for name, tensor in _lm_weights(tiny_lm).items():
+        assert torch.equal(state[name], tensor), name
+    trainable = [n for n, p in load_model(frozen_run).captioner.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("fusion.") for n in trainable)
+    in_optimizer = sum(len(group["params"]) for group in checkpoint["optimizer_states"][0]["param_groups"])
+    assert in_optimizer == len(trainable)
+    assert checkpoint["mmtrain"]["extra"]["prompt"] == "a picture of"
+
+
+def test_lora_from_a_projector_run_trains_only_the_adapters_and_the_projector(
+    frozen_run, tiny_lm, tiny_store, tmp_path
+):
+    lora = _fit(tiny_store, tiny_lm, tmp_path / "lora", *FROZEN_ENCODER, f"init_from={frozen_run}",
+                "decoder.lora.r=4", "decoder.lora.alpha=8", "prompt=a picture of")  # fmt: skip
+    before, after = _state(frozen_run), _state(lora)
+    adapters = [k for k in after if ".lora_" in k]
+    assert adapters and not [k for k in after if "base_layer" in k]
+    assert set(after) - set(adapters) == set(before)
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("captioner.fusion.") for k in moved)
+    assert all(after[k].abs().sum() > 0 for k in adapters if "lora_B" in k)  # peft starts B at zero: it trained
+
+
+@pytest.mark.slow  # three fits
+def test_resume_with_lora_is_bit_identical(tiny_store, tiny_lm, tmp_path):
+    """12 steps straight against 6 (one epoch of the tiny store) and a resume to 12."""
+    args = ["decoder.lora.r=4", "decoder.freeze=true", "trainer.val_check_interval=6"]
+    straight = _fit(tiny_store, tiny_lm, tmp_path / "straight", *args)
+    stopped = _fit(tiny_store, tiny_lm, tmp_path / "stopped", *args, "+trainer.max_epochs=1")
+    assert torch.load(stopped, map_location="cpu", weights_only=True)["global_step"] == 6
+    resumed = _fit(tiny_store, tiny_lm, tmp_path / "stopped", *args, "resume=last")
+    expected, got = _state(straight), _state(resumed)
+    assert expected.keys() == got.keys()
+    different = [k for k in expected if not torch.equal(expected[k], got[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def test_the_loss_skips_the_prompt_and_the_padding_even_when_pad_is_eos(tiny_lm, tiny_store):
+    from mmtrain.data.datamodule import Batch, CaptionDataset
+    from mmtrain.tokens import HFTokenizer
+
+    tokenizer = HFTokenizer(tiny_lm)
+    prompt = tuple(tokenizer.tokens("a picture of"))
+    dataset = CaptionDataset(tiny_store / "val", tokenizer, prompt=prompt)
+    pool = [[dataset.encode("a red circle")], [dataset.encode("a big blue square left of a green circle")]]
+    batch = Batch(None, torch.arange(2), caption_pool=pool, prompt_len=len(prompt))
+    batch = batch.choose_captions(1, seed=0, pad_id=tokenizer.pad_id)
+    short = pool[0][0]
+    assert batch.input_ids[0, len(short) :].eq(tokenizer.eos_id).all()  # padded with eos
+    assert batch.targets[0].tolist() == [False] * (1 + len(prompt)) + [True] * (len(short) - 1 - len(prompt)) + [
+        False
+    ] * (batch.input_ids.shape[1] - len(short))
+
+
+def test_fit_caption_eval_export_and_caption_from_the_bundle(frozen_run, tiny_store, tmp_path):
+    images = tiny_store.parent / "raw" / "test2017"
+    from_checkpoint = run_in_process("caption", f"ckpt={frozen_run}", f"inputs=[{images}]", f"out={tmp_path / 'c1'}")
+    assert from_checkpoint.returncode == 0, from_checkpoint.stderr[-2000:]
+    evaluated = run_in_process("eval", f"ckpt={frozen_run}", "split=test", f"out={tmp_path / 'eval'}")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "CIDEr" in json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    exported = run_in_process("export", f"ckpt={frozen_run}", f"out={tmp_path / 'bundle'}")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    lm = tmp_path / "bundle" / "lm"
+    assert (lm / "config.json").is_file() and (lm / "tokenizer.json").is_file()
+    from_bundle = run_in_process("caption", f"ckpt={tmp_path / 'bundle'}", f"inputs=[{images}]",
+                                 f"out={tmp_path / 'c2'}")  # fmt: skip
+    assert from_bundle.returncode == 0, from_bundle.stderr[-2000:]
+    first, second = ((tmp_path / c / "captions.jsonl").read_text().splitlines() for c in ("c1", "c2"))
+    assert len(first) == 16 and [json.loads(r)["caption"] for r in first] == [json.loads(r)["caption"] for r in second]
