@@ -6,8 +6,8 @@ and reports medians:
 
 - in process: PTB tokenization + BLEU-1..4 + ROUGE-L + CIDEr-D, mmtrain vs pycocoevalcap (Java PTBTokenizer, Bleu,
   Rouge, Cider), on the same input, checking that every number agrees;
-- METEOR in process: mmtrain's Python METEOR vs pycocoevalcap's Meteor (the 1.5 jar), both started inside the timing,
-  on pycocoevalcap's tokenization, checking the corpus score and every image's score;
+- METEOR in process: mmtrain's Python METEOR in one process vs pycocoevalcap's Meteor (the 1.5 jar), both started
+  inside the timing, on pycocoevalcap's tokenization, checking the corpus score and every image's score;
 - bootstrap: 1,000-resample intervals of every metric, as a share of the in-process scoring time;
 - whole process: ``mmtrain eval results=... references=... meteor=false bootstrap=0`` vs a script that loads the
   same files with pycocotools and runs pycocoevalcap's four stages, each as a fresh subprocess.
@@ -178,7 +178,7 @@ def time_meteor(tokens: dict, rounds: int) -> dict:
     out: dict[str, tuple] = {}
 
     def python_side() -> tuple:
-        return NativeMeteor().score([gts[k] for k in keys], [res[k][0] for k in keys])
+        return NativeMeteor(workers=1).score([gts[k] for k in keys], [res[k][0] for k in keys])
 
     def jar_side() -> tuple:
         scorer = JarMeteor()
@@ -315,7 +315,8 @@ def write_doc(report: dict) -> None:
         rows.insert(
             1,
             (
-                "METEOR in process, s: Python vs the 1.5 jar through pycocoevalcap (both started in the timing)",
+                "METEOR in process, s: Python (one process) vs the 1.5 jar through pycocoevalcap (both started in the"
+                " timing)",
                 meteor["python_s"],
                 meteor["jar_s"],
                 f"{meteor['speedup']}x",

@@ -6,19 +6,30 @@ that nothing else competes for are fixed at once, and a left-to-right beam searc
 ranking paths by weighted matched words (exact 1, others 0.5, added into an integer as the jar does, so a lone
 half-credit word adds nothing), then fewer chunks, then a smaller distance between matched positions. The order of
 candidates and the jar's quirks (the distance is charged to the parent path) are kept: they decide ties.
+
+Speed comes from work done once per corpus or once per sentence rather than once per hypothesis-reference pair: each
+distinct sentence is prepared once (:class:`Sentence`: where each word stands, which words of the corpus share its
+stem or a synonym set, which table phrases and paraphrases it holds), so a pair costs a few dictionary and set
+operations per reference word, and the beam search keeps each path as a small tuple: one integer for its rank,
+bitmasks of the positions it uses, and its matches as a linked list. The results are the jar's, to the last digit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from operator import itemgetter
 
 BEAM = 40
-SEARCH_WEIGHTS = (1.0, 0.5, 0.5, 0.5)
 EXACT, STEM, SYNONYM, PARAPHRASE = range(4)
 
 # (start in line 2, length in line 2, start in line 1, length in line 1, module)
 Match = tuple[int, int, int, int, int]
+
+# A path's rank as one integer, smaller first: -(weighted matches) * _SCORE + chunks * _CHUNK + distance, which
+# orders as the jar's (more matches, fewer chunks, less distance) while chunks < 2**24 and distance < 2**40.
+_SCORE, _CHUNK = 1 << 64, 1 << 40
+_rank = itemgetter(0)
 
 
 @dataclass
@@ -26,219 +37,273 @@ class Alignment:
     """The chosen matches and the counts METEOR's statistics need, per module: (content, function) words."""
 
     matches: list[Match | None]
-    content1: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    content2: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    function1: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    function2: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    chunks: int = 0
+    content1: list[int]
+    content2: list[int]
+    function1: list[int]
+    function2: list[int]
+    chunks: int
 
 
-@dataclass
-class Matchers:
-    """What the non-exact modules look up: a stemmer, synonym sets of a word, paraphrases of a phrase."""
+class Vocabulary:
+    """What the matchers know of a corpus's words and phrases, gathered once for the whole corpus.
 
-    stem: Callable[[str], str]
-    synsets: Callable[[str], frozenset[int]]
-    paraphrases: dict[tuple[str, ...], dict[tuple[str, ...], list[int]]]
-    max_phrase: int
-    max_paraphrase: int
-    targets: frozenset[tuple[str, ...]]
-    cache_grams: dict = field(default_factory=dict)
-    cache_phrases: dict = field(default_factory=dict)
+    Args:
+        words: Every word of the corpus.
+        stem: The stemmer.
+        synsets: The synonym sets of a word.
+        paraphrases: Each table phrase of the corpus to its paraphrases, in the table's order.
+        function_words: Words that count as function words.
+    """
+
+    def __init__(
+        self,
+        words: Iterable[str],
+        *,
+        stem: Callable[[str], str],
+        synsets: Callable[[str], frozenset[int]],
+        paraphrases: dict[tuple[str, ...], list[tuple[str, ...]]],
+        function_words: frozenset[str],
+    ) -> None:
+        words = set(words)
+        by_stem: dict[str, set[str]] = {}
+        by_synset: dict[int, set[str]] = {}
+        for word in words:
+            by_stem.setdefault(stem(word), set()).add(word)
+            for synset in synsets(word):
+                by_synset.setdefault(synset, set()).add(word)
+        # the other words of the corpus a word matches by stem, and by synonym
+        self.mates = {
+            w: (frozenset(by_stem[stem(w)] - {w}), frozenset(set().union(*(by_synset[s] for s in synsets(w))) - {w}))
+            for w in words
+        }
+        self.all_mates = {w: by_stem | by_synonym for w, (by_stem, by_synonym) in self.mates.items()}
+        self.function_words = function_words
+        self.target_ids: dict[tuple[str, ...], int] = {}  # each paraphrase (a table phrase's other side) to an id
+        # each phrase: its paraphrase ids to their places in the table's list, and those ids as a set
+        self.ranks: dict[tuple[str, ...], tuple[dict[int, list[int]], frozenset[int]]] = {}
+        for phrase, options in paraphrases.items():
+            ranks: dict[int, list[int]] = {}
+            for rank, option in enumerate(options):  # a pair listed twice matches twice, as in the jar
+                ranks.setdefault(self.target_ids.setdefault(option, len(self.target_ids)), []).append(rank)
+            self.ranks[phrase] = ranks, frozenset(ranks)
+        self.target_lengths = [len(t) for t in self.target_ids]
+        # every start of a paraphrase or table phrase (a window that is none stops the scan of longer ones), to its
+        # paraphrase id and its table entry if it is one, in one look-up
+        self.windows: dict[tuple[str, ...], tuple] = {p[:n]: (None, None) for p in self.ranks for n in range(len(p))}
+        self.windows.update((p[:n], (None, None)) for p in self.target_ids for n in range(len(p)))
+        self.windows.update((p, (i, None)) for p, i in self.target_ids.items())
+        self.windows.update((p, (self.target_ids.get(p), ranks)) for p, ranks in self.ranks.items())
 
 
-def _positions(items: Sequence) -> dict:
-    where: dict = {}
-    for i, item in enumerate(items):
-        where.setdefault(item, []).append(i)
-    return where
+class Sentence:
+    """One normalized sentence with what every pairing of it reads, computed once.
 
+    Attributes:
+        words: The words.
+        positions: Each word to where it stands, in order.
+        function: Per position, whether the word is a function word.
+        function_count: How many function words.
+        mates: Per position, the corpus's words that match it by stem and by synonym.
+        mateset: All those words.
+        grams: Each paraphrase id whose words stand here, to where they start (in order).
+        phrases: (start, length, paraphrase ids to table places, those ids) of each table phrase here, by start then
+            length.
+        reachset: The paraphrase ids of all those phrases.
+    """
 
-def _ngrams(words: Sequence[str], matchers: Matchers) -> dict[tuple[str, ...], list[int]]:
-    """Where each n-gram of ``words`` that is some table phrase's paraphrase starts (cached per sentence)."""
-    where = matchers.cache_grams.get(words)
-    if where is not None:
-        return where
-    where = {}
-    targets = matchers.targets
-    for n in range(1, min(matchers.max_paraphrase, len(words)) + 1):
-        for i in range(len(words) - n + 1):
-            gram = tuple(words[i : i + n])
-            if gram in targets:
-                where.setdefault(gram, []).append(i)
-    matchers.cache_grams[words] = where
-    return where
+    __slots__ = ("words", "positions", "wordset", "function", "function_count", "mates", "mateset")
+    __slots__ += ("grams", "gramset", "phrases", "reachset")
 
-
-def _table_phrases(line: Sequence[str], matchers: Matchers) -> list[tuple[int, int, dict]]:
-    """(start, length, paraphrase ranks) of each phrase of ``line`` the table lists (cached per sentence)."""
-    found = matchers.cache_phrases.get(line)
-    if found is None:
-        found = []
-        for start in range(len(line)):
-            for length in range(1, min(matchers.max_phrase, len(line) - start) + 1):
-                ranks = matchers.paraphrases.get(tuple(line[start : start + length]))
+    def __init__(self, words: tuple[str, ...], vocabulary: Vocabulary) -> None:
+        self.words = words
+        self.positions: dict[str, list[int]] = {}
+        for i, word in enumerate(words):
+            self.positions.setdefault(word, []).append(i)
+        self.wordset = frozenset(words)
+        self.function = [w in vocabulary.function_words for w in words]
+        self.function_count = sum(self.function)
+        self.mates = [vocabulary.mates[w] for w in words]
+        self.mateset = frozenset().union(*(vocabulary.all_mates[w] for w in words))
+        self.grams: dict[int, list[int]] = {}
+        self.phrases: list[tuple[int, int, dict[int, list[int]], frozenset[int]]] = []
+        windows = vocabulary.windows
+        for start in range(len(words)):
+            for end in range(start + 1, len(words) + 1):
+                found = windows.get(words[start:end])
+                if found is None:
+                    break
+                target, ranks = found
+                if target is not None:
+                    self.grams.setdefault(target, []).append(start)
                 if ranks is not None:
-                    found.append((start, length, ranks))
-        matchers.cache_phrases[line] = found
+                    self.phrases.append((start, end - start, *ranks))
+        self.gramset = frozenset(self.grams)
+        self.reachset = frozenset().union(*(keys for *_, keys in self.phrases))
+
+
+def _phrase_hits(line: Sentence, other: Sentence, lengths: list[int]) -> list[tuple[int, int, int, int, int]]:
+    """(start, length) in ``line`` of a table phrase, its table place, and (start, length) in ``other`` of that
+    paraphrase, in the jar's order: by start, then phrase length, then the table place, then position in ``other``."""
+    hits = []
+    common = line.reachset & other.gramset
+    for start, length, ranks, keys in line.phrases:
+        for target in keys & common:
+            starts, length_other = other.grams[target], lengths[target]
+            hits.extend((start, length, place, at, length_other) for place in ranks[target] for at in starts)
+    hits.sort()
+    return hits
+
+
+def _candidates(hyp: Sentence, ref: Sentence, lengths: list[int]) -> list[list[Match]]:
+    """Every match per reference position, module by module in the jar's order."""
+    positions, wordset = hyp.positions, hyp.wordset
+    if hyp.words == ref.words:  # the jar runs the exact module alone on identical lines
+        return [[(j, 1, i, 1, EXACT) for i in positions[w]] for j, w in enumerate(ref.words)]
+    found: list[list[Match]] = [[] for _ in ref.words]
+    for w in ref.wordset & wordset:
+        at = positions[w]
+        for j in ref.positions[w]:
+            found[j] = [(j, 1, i, 1, EXACT) for i in at]
+    if not ref.mateset.isdisjoint(wordset):  # some word of the hypothesis shares a stem or a synonym set
+        for j, (stem_mates, synonym_mates) in enumerate(ref.mates):
+            if not stem_mates.isdisjoint(wordset):
+                at = sorted(i for w in stem_mates & wordset for i in positions[w])
+                found[j].extend((j, 1, i, 1, STEM) for i in at)
+            if not synonym_mates.isdisjoint(wordset):
+                at = sorted(i for w in synonym_mates & wordset for i in positions[w])
+                found[j].extend((j, 1, i, 1, SYNONYM) for i in at)
+    if not ref.reachset.isdisjoint(hyp.gramset):  # phrases of the reference
+        for j, length, _, i, k in _phrase_hits(ref, hyp, lengths):
+            found[j].append((j, length, i, k, PARAPHRASE))
+    if not hyp.reachset.isdisjoint(ref.gramset):  # phrases of the hypothesis
+        for i, length, _, j, k in _phrase_hits(hyp, ref, lengths):
+            found[j].append((j, k, i, length, PARAPHRASE))
     return found
 
 
-def _phrase_matches(line: Sequence[str], other: Sequence[str], matchers: Matchers) -> list[tuple[int, int, int, int]]:
-    """(start, length) in ``line`` of a table phrase and (start, length) in ``other`` of its paraphrase, in the jar's
-    order: by start, then phrase length, then the paraphrase's rank in the table, then its position in ``other``."""
-    found = []
-    phrases = _table_phrases(line, matchers)
-    if not phrases:
-        return found
-    grams = _ngrams(other, matchers)
-    for start, length, ranks in phrases:
-        if len(ranks) < len(grams):
-            hits = [(r, at, len(par)) for par, rs in ranks.items() if par in grams for r in rs for at in grams[par]]
-        else:
-            hits = [(r, at, len(par)) for par, ats in grams.items() for r in ranks.get(par, ()) for at in ats]
-        found.extend((start, length, at, k) for _, at, k in sorted(hits))
-    return found
-
-
-def _candidates(words1: Sequence[str], words2: Sequence[str], matchers: Matchers, modules: int) -> list[list[Match]]:
-    found: list[list[Match]] = [[] for _ in words2]
-    exact1 = _positions(words1)
-    for j, w2 in enumerate(words2):
-        found[j].extend((j, 1, i, 1, EXACT) for i in exact1.get(w2, ()))
-    if modules == 1:
-        return found
-    stems1 = _positions([matchers.stem(w) for w in words1])
-    for j, w2 in enumerate(words2):
-        found[j].extend((j, 1, i, 1, STEM) for i in stems1.get(matchers.stem(w2), ()) if words1[i] != w2)
-    by_set: dict[int, list[int]] = {}
-    for i, w1 in enumerate(words1):
-        for synset in matchers.synsets(w1):
-            by_set.setdefault(synset, []).append(i)
-    for j, w2 in enumerate(words2):
-        hits = {i for synset in matchers.synsets(w2) for i in by_set.get(synset, ())}
-        found[j].extend((j, 1, i, 1, SYNONYM) for i in sorted(hits) if words1[i] != w2)
-    for j, length, i, k in _phrase_matches(words2, words1, matchers):  # phrases of the reference
-        found[j].append((j, length, i, k, PARAPHRASE))
-    for i, length, j, k in _phrase_matches(words1, words2, matchers):  # phrases of the hypothesis
-        found[j].append((j, k, i, length, PARAPHRASE))
-    return found
-
-
-class _Path:
-    __slots__ = ("matches", "m1", "m2", "chunks", "idx", "last_end", "distance", "used1", "used2")
-
-    def copy(self) -> _Path:
-        other = _Path.__new__(_Path)
-        other.matches = self.matches[:]
-        other.m1, other.m2, other.chunks, other.idx = self.m1, self.m2, self.chunks, self.idx
-        other.last_end, other.distance = self.last_end, self.distance
-        other.used1, other.used2 = self.used1[:], self.used2[:]
-        return other
-
-    def add(self, m: Match) -> None:
-        start, length, start1, length1, module = m
-        weight = SEARCH_WEIGHTS[module]
-        self.m1 = int(self.m1 + length1 * weight)  # int fields in the jar: a lone half-credit word adds 0
-        self.m2 = int(self.m2 + length * weight)
-        if self.last_end != -1 and start1 != self.last_end:
-            self.chunks += 1
-        self.idx = start + length
-        self.last_end = start1 + length1
-
-
-def _rank(path: _Path) -> tuple[int, int, int]:
-    return -(path.m1 + path.m2), path.chunks, path.distance
-
-
-def _search(found: list[list[Match]], start: _Path) -> _Path:
-    paths = [start]
-    n2 = len(found)
-    for current in range(n2 + 1):
-        paths.sort(key=_rank)
-        following: list[_Path] = []
-        for path in paths[:BEAM]:
-            if current == n2:
-                if path.last_end != -1:
-                    path.chunks += 1
-                following.append(path)
-                continue
-            if path.used2[current]:
-                if current < path.idx:
-                    following.append(path)
-                elif path.matches[path.idx] is not None:
-                    m = path.matches[path.idx]
-                    path.add(m)
-                    path.distance += abs(m[0] - m[2])
-                    following.append(path)
-                continue
-            for m in found[current]:
-                start2, length, start1, length1, _ = m
-                if any(path.used2[start2 : start2 + length]) or any(path.used1[start1 : start1 + length1]):
-                    continue
-                branch = path.copy()
-                branch.used2[start2 : start2 + length] = [True] * length
-                branch.used1[start1 : start1 + length1] = [True] * length1
-                branch.matches[current] = m
-                branch.add(m)
-                path.distance += abs(start2 - start1)  # charged to the parent, as the jar does
-                following.append(branch)
-            if path.last_end != -1:
-                path.chunks += 1
-                path.last_end = -1
-            path.idx += 1
-            following.append(path)
-        paths = following or paths[:1]
-    paths.sort(key=_rank)
-    return paths[0]
-
-
-def _fixed_start(found: list[list[Match]], n1: int, n2: int) -> _Path:
+def _fixed(found: list[list[Match]], n1: int, n2: int) -> tuple[list[Match | None], int, int, bool]:
+    """The matches nothing competes for, the positions they use (bitmasks of lines 1 and 2), and whether that is
+    every match there is (nothing left to search)."""
     cover1, cover2 = [0] * n1, [0] * n2
     for options in found:
         for start2, length, start1, length1, _ in options:
+            if length == 1 == length1:
+                cover2[start2] += 1
+                cover1[start1] += 1
+                continue
             for k in range(start2, start2 + length):
                 cover2[k] += 1
             for k in range(start1, start1 + length1):
                 cover1[k] += 1
-    path = _Path.__new__(_Path)
-    path.matches, path.used1, path.used2 = [None] * n2, [False] * n1, [False] * n2
-    path.m1 = path.m2 = path.chunks = path.idx = path.distance = 0
-    path.last_end = -1
+    fixed: list[Match | None] = [None] * n2
+    used1 = used2 = 0
+    settled = True
     for i, options in enumerate(found):
-        if len(options) != 1:
+        if not options:
             continue
         start2, length, start1, length1, _ = m = options[0]
-        if all(cover2[i + k] == 1 for k in range(length)) and all(cover1[start1 + k] == 1 for k in range(length1)):
-            path.matches[i] = m
-            path.used2[i : i + length] = [True] * length
-            path.used1[start1 : start1 + length1] = [True] * length1
-    return path
+        if len(options) == 1 and (
+            cover2[i] == 1 and cover1[start1] == 1
+            if length == 1 == length1
+            else all(cover2[i + k] == 1 for k in range(length)) and all(cover1[start1 + k] == 1 for k in range(length1))
+        ):
+            fixed[i] = m
+            used2 |= ((1 << length) - 1) << i
+            used1 |= ((1 << length1) - 1) << start1
+        else:
+            settled = False
+    return fixed, used1, used2, settled
 
 
-def align(
-    words1: Sequence[str], words2: Sequence[str], matchers: Matchers, function_words: frozenset[str]
-) -> Alignment:
-    """The jar's best alignment of hypothesis words ``words1`` to reference words ``words2``."""
-    modules = 1 if list(words1) == list(words2) else 4
-    found = _candidates(words1, words2, matchers, modules)
-    start = _fixed_start(found, len(words1), len(words2))
-    settled = all(start.matches[m[0]] == m for options in found for m in options)
-    best = start if settled else _search(found, start)  # nothing left to choose: the search would keep ``start``
-    result = Alignment(best.matches)
-    for m in best.matches:
-        if m is None:
+def _option(m: Match) -> tuple:
+    """A match as the search reads it: itself, the positions it uses (bitmasks of lines 1 and 2), its rank change,
+    its distance, and where it starts and ends in line 1."""
+    start2, length, start1, length1, module = m
+    score = length1 + length if module == EXACT else length1 // 2 + length // 2  # int fields in the jar
+    masks = (((1 << length1) - 1) << start1, ((1 << length) - 1) << start2)
+    return m, *masks, -score * _SCORE, abs(start2 - start1), start1, start1 + length1
+
+
+def _search(found: list[list[Match]], fixed: list[Match | None], used1: int, used2: int) -> list[Match | None]:
+    """The matches of the jar's best path, left to right over line 2.
+
+    A path is (rank, end in line 1 of its last match or -1, used positions of lines 1 and 2, its chosen matches as a
+    linked list). The jar's path also keeps the next free position of line 2; here that is always the current one
+    unless the path's own matches cover it, which its bitmask says. A fixed match is added to every path where it
+    starts, and the positions it covers after that change no path, so they are skipped (sorting and cutting the
+    beam twice in a row is the same as once).
+    """
+    paths = [(0, -1, used1, used2, None)]
+    chunk, rank_of, beam = _CHUNK, _rank, BEAM
+    closed = True  # no path has an open chunk
+    for current, options in enumerate(found):
+        bit, m = 1 << current, fixed[current]
+        if used2 & bit and m is None:
+            continue  # inside a fixed match
+        if not options and m is None:  # nothing to match here: a path with an open chunk closes it
+            if closed:
+                continue  # no path changes
+            if len(paths) > 1:
+                paths.sort(key=rank_of)
+                del paths[beam:]
+            paths = [path if path[1] == -1 or path[3] & bit else (path[0] + chunk, -1, *path[2:]) for path in paths]
+            closed = all(path[1] == -1 for path in paths)
             continue
-        start2, length, start1, length1, module = m
-        for w in words1[start1 : start1 + length1]:
-            (result.function1 if w.lower() in function_words else result.content1)[module] += 1
-        for w in words2[start2 : start2 + length]:
-            (result.function2 if w.lower() in function_words else result.content2)[module] += 1
-    result.chunks = _count_chunks(best.matches)
-    return result
+        closed = False
+        if len(paths) > 1:
+            paths.sort(key=rank_of)
+            del paths[beam:]
+        if m is not None:
+            _, _, _, score, distance, start1, end1 = _option(m)
+            added = score + distance
+            paths = [
+                (rank + added + (chunk if last_end != start1 and last_end != -1 else 0), end1, u1, u2, chosen)
+                for rank, last_end, u1, u2, chosen in paths
+            ]
+            continue
+        options = [_option(m) for m in options]
+        following = []
+        add = following.append
+        for path in paths:
+            rank, last_end, u1, u2, chosen = path
+            if u2 & bit:  # inside a match of this path
+                add(path)
+                continue
+            for m, mask1, mask2, score, distance, start1, end1 in options:
+                if u1 & mask1 or u2 & mask2:
+                    continue
+                if last_end != start1 and last_end != -1:
+                    add((rank + score + chunk, end1, u1 | mask1, u2 | mask2, (m, chosen)))
+                else:
+                    add((rank + score, end1, u1 | mask1, u2 | mask2, (m, chosen)))
+                rank += distance  # charged to the parent, as the jar does
+            add((rank + chunk if last_end != -1 else rank, -1, u1, u2, chosen))
+        paths = following
+    paths.sort(key=_rank)
+    paths = [(rank + _CHUNK if last_end != -1 else rank, last_end, *rest) for rank, last_end, *rest in paths[:BEAM]]
+    paths.sort(key=_rank)
+    matches, chosen = fixed[:], paths[0][4]
+    while chosen is not None:
+        m, chosen = chosen
+        matches[m[0]] = m
+    return matches
 
 
-def _count_chunks(matches: list[Match | None]) -> int:
+def align(hyp: Sentence, ref: Sentence, lengths: list[int]) -> Alignment:
+    """The jar's best alignment of the hypothesis ``hyp`` to the reference ``ref``.
+
+    Args:
+        lengths: The length of each paraphrase id (:attr:`Vocabulary.target_lengths`).
+    """
+    found = _candidates(hyp, ref, lengths)
+    fixed, used1, used2, settled = _fixed(found, len(hyp.words), len(ref.words))
+    matches = fixed if settled else _search(found, fixed, used1, used2)  # settled: the search would keep ``fixed``
+    return _counted(matches, hyp.function, ref.function)
+
+
+def _counted(matches: list[Match | None], is_function1: list[bool], is_function2: list[bool]) -> Alignment:
+    """The counts of words each module matched, and the chunks: runs of matches adjacent in both lines."""
+    content1, content2, function1, function2 = [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]
     chunks, idx, last_end = 0, 0, -1
     while idx < len(matches):
         m = matches[idx]
@@ -247,9 +312,13 @@ def _count_chunks(matches: list[Match | None]) -> int:
                 chunks += 1
                 last_end = -1
             idx += 1
-        else:
-            if last_end != -1 and m[2] != last_end:
-                chunks += 1
-            idx = m[0] + m[1]
-            last_end = m[2] + m[3]
-    return chunks + (last_end != -1)
+            continue
+        start2, length, start1, length1, module = m
+        for k in range(start1, start1 + length1):
+            (function1 if is_function1[k] else content1)[module] += 1
+        for k in range(start2, start2 + length):
+            (function2 if is_function2[k] else content2)[module] += 1
+        if last_end != -1 and start1 != last_end:
+            chunks += 1
+        idx, last_end = start2 + length, start1 + length1
+    return Alignment(matches, content1, content2, function1, function2, chunks + (last_end != -1))

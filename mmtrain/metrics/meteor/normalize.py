@@ -33,6 +33,7 @@ _CONT5 = re.compile(r"([0-9])'(s)")
 _NBP_ALPHA = re.compile(f"[{_ALPHA}]")
 _WHITE = re.compile("[ \u2000-\u200a\u202f\u205f\u3000\u00a0]+")
 _TOKEN_SPLIT = re.compile("[ \t\n\r\f]+")
+_PLAIN = re.compile("[A-Za-z0-9 ]*")
 NUMERIC_ONLY = 2
 ANY = 1
 
@@ -70,6 +71,8 @@ def _split_dots(words: list[str], prefixes: dict[str, int]) -> str:
 
 def normalize_line(line: str, prefixes: dict[str, int]) -> str:
     """One line as the jar's English normalizer (punctuation kept) leaves it, before lower-casing."""
+    if _PLAIN.fullmatch(line) and "DOTMULTI" not in line:
+        return " ".join(line.split())  # letters, digits and spaces: no rule below changes anything but the spaces
     text = _SEP_OTHER.sub(r" \1 ", f" {line} ")
     text = _MULTI_DOT.sub(r" DOTMULTI\1", text)
     while "DOTMULTI." in text:

@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ class Lexicon:
 
     function_words: frozenset[str]
     prefixes: dict[str, int]
-    synsets: dict[str, frozenset[int]]
+    synsets: dict[str, str]  # a word's synonym set ids as the jar lists them, space-separated: parsed on look-up
     bases: dict[str, list[str]]
 
 
@@ -80,7 +81,7 @@ def _read_lexicon(jar: Path) -> Lexicon:
         text = {name: archive.read(name).decode("utf-8") for name in _LEXICON_FILES}
     function_words = frozenset(text["function/english.words"].splitlines())
     lines = text["synonym/english.synsets"].split("\n")
-    synsets = {lines[i]: frozenset(map(int, lines[i + 1].split())) for i in range(0, len(lines) - 1, 2)}
+    synsets = dict(zip(lines[0::2], lines[1::2], strict=False))  # a trailing line without its pair is left out
     lines = text["synonym/english.exceptions"].split("\n")
     bases: dict[str, list[str]] = {}
     for i in range(0, len(lines) - 1, 2):
@@ -99,20 +100,15 @@ _LEXICON_FILES = [
 
 def load_lexicon(jar: Path) -> Lexicon:
     """The jar's word lists, from the cache when it matches the jar."""
-    cache = _cache_dir() / f"lexicon-{_key(jar)}.json"
+    cache = _cache_dir() / f"lexicon-v2-{_key(jar)}.json"
     if cache.is_file():
         data = json.loads(cache.read_text(encoding="utf-8"))
-        return Lexicon(
-            frozenset(data["function_words"]),
-            data["prefixes"],
-            {word: frozenset(ids) for word, ids in data["synsets"].items()},
-            data["bases"],
-        )
+        return Lexicon(frozenset(data["function_words"]), data["prefixes"], data["synsets"], data["bases"])
     lexicon = _read_lexicon(jar)
     data = {
         "function_words": sorted(lexicon.function_words),
         "prefixes": lexicon.prefixes,
-        "synsets": {word: sorted(ids) for word, ids in lexicon.synsets.items()},
+        "synsets": lexicon.synsets,
         "bases": lexicon.bases,
     }
     _atomic_write(cache, lambda stream: stream.write(json.dumps(data).encode("utf-8")))
@@ -134,10 +130,12 @@ class PhraseTable:
     offsets: np.ndarray
     keys: np.ndarray
     order: np.ndarray
+    max_phrase: int | None = None  # the longest reference side, in words; None: measured from ``offsets``
 
     def __post_init__(self) -> None:
         self.index = {word: i for i, word in enumerate(self.vocab)}
-        self.max_phrase = int(np.diff(self.offsets)[0::2].max()) if len(self.offsets) > 1 else 0
+        if self.max_phrase is None:
+            self.max_phrase = int(np.diff(self.offsets)[0::2].max()) if len(self.offsets) > 1 else 0
 
 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
@@ -184,30 +182,76 @@ def load_phrase_table(jar: Path) -> PhraseTable:
     if (cache / "vocab.txt").is_file():
         # plain ndarray views of the maps: the same pages, without np.memmap's cost on every slice
         arrays = [np.asarray(np.load(cache / f"{name}.npy", mmap_mode="r")) for name in _TABLE_ARRAYS]
-        return PhraseTable((cache / "vocab.txt").read_text(encoding="utf-8").split("\n"), *arrays)
+        longest = cache / "max_phrase.txt"  # saves reading every offset at each start
+        max_phrase = int(longest.read_text()) if longest.is_file() else None
+        table = PhraseTable((cache / "vocab.txt").read_text(encoding="utf-8").split("\n"), *arrays, max_phrase)
+        if max_phrase is None:
+            _atomic_write(longest, lambda stream: stream.write(str(table.max_phrase).encode()))
+        return table
     table = _read_table(source)
     for name in _TABLE_ARRAYS:
         _atomic_write(cache / f"{name}.npy", lambda stream, name=name: np.save(stream, getattr(table, name)))
+    _atomic_write(cache / "max_phrase.txt", lambda stream: stream.write(str(table.max_phrase).encode()))
     _atomic_write(cache / "vocab.txt", lambda stream: stream.write("\n".join(table.vocab).encode("utf-8")))
     return table
 
 
-def paraphrases_for(table: PhraseTable, phrases: set[tuple[str, ...]]) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
-    """Each of ``phrases`` that the table has on its reference side, to its paraphrases in the file's order."""
-    wanted = [p for p in phrases if 0 < len(p) <= table.max_phrase and all(w in table.index for w in p)]
-    if not wanted:
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The concatenation of ``range(start, start + count)`` for each pair, as one array."""
+    total = int(counts.sum())
+    firsts = np.cumsum(counts) - counts
+    return np.repeat(starts - firsts, counts) + np.arange(total)
+
+
+def paraphrases_in(
+    table: PhraseTable, sentences: Sequence[tuple[str, ...]]
+) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
+    """Each phrase of ``sentences`` that the table has on its reference side, to its paraphrases in the file's order.
+
+    Every window of every sentence is hashed at once (numpy), so a corpus's hundred thousand n-grams cost a few
+    array operations; only the windows the table has are turned back into words.
+    """
+    lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+    words = [w for sentence in sentences for w in sentence]
+    known = {w: table.index.get(w, -1) for w in set(words)}
+    ids = np.fromiter((known[w] for w in words), dtype=np.int64, count=len(words))
+    ends = np.repeat(np.cumsum(lengths), lengths)  # where each position's sentence ends
+    starts = np.arange(len(words))
+    keys = np.zeros(len(words), dtype=np.uint64)
+    alive = np.ones(len(words), dtype=bool)
+    found_keys, found_starts, found_lengths = [], [], []
+    with np.errstate(over="ignore"):
+        for length in range(1, table.max_phrase + 1):
+            last = starts + length - 1
+            alive &= last < ends
+            alive[alive] = ids[last[alive]] >= 0
+            if not alive.any():
+                break
+            keys[alive] = keys[alive] * _MULTIPLIER + (ids[last[alive]].astype(np.uint64) + np.uint64(1))
+            found_keys.append(keys[alive])
+            found_starts.append(starts[alive])
+            found_lengths.append(np.full(int(alive.sum()), length))
+    if not found_keys:
         return {}
-    flat = np.asarray([table.index[w] for p in wanted for w in p], dtype=np.int32)
-    lengths = np.asarray([len(p) for p in wanted], dtype=np.int64)
-    keys = phrase_keys(flat, np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    lo = np.searchsorted(table.keys, keys, side="left")
-    hi = np.searchsorted(table.keys, keys, side="right")
+    unique, first = np.unique(np.concatenate(found_keys), return_index=True)
+    lo = np.searchsorted(table.keys, unique, side="left")
+    hi = np.searchsorted(table.keys, unique, side="right")
+    hit = np.flatnonzero(lo < hi)
+    window_starts = np.concatenate(found_starts)[first[hit]].tolist()
+    window_lengths = np.concatenate(found_lengths)[first[hit]].tolist()
+    counts = hi[hit] - lo[hit]
+    pairs = table.order[_ranges(lo[hit], counts)]  # every pair of every window found, in key order
+    begin, middle, end = table.offsets[2 * pairs], table.offsets[2 * pairs + 1], table.offsets[2 * pairs + 2]
+    flat = table.ids[_ranges(begin, end - begin)].tolist()  # both sides of every pair, read in one gather
+    sides = np.stack([middle - begin, end - begin], axis=1).tolist()
     out: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
-    vocab, ids, offsets = table.vocab, table.ids, table.offsets
-    for phrase, a, b in zip(wanted, lo.tolist(), hi.tolist(), strict=True):
-        for pair in table.order[a:b].tolist():
-            ref = tuple(vocab[i] for i in ids[offsets[2 * pair] : offsets[2 * pair + 1]].tolist())
-            if ref == phrase:  # a hash collision is not a match
-                par = ids[offsets[2 * pair + 1] : offsets[2 * pair + 2]].tolist()
-                out.setdefault(phrase, []).append(tuple(vocab[i] for i in par))
+    vocab, at, pair = table.vocab, 0, 0
+    for start, length, count in zip(window_starts, window_lengths, counts.tolist(), strict=True):
+        phrase_ids = [known[w] for w in words[start : start + length]]
+        for split, size in sides[pair : pair + count]:
+            if flat[at : at + split] == phrase_ids:  # a hash collision is not a match
+                phrase = tuple(words[start : start + length])
+                out.setdefault(phrase, []).append(tuple(vocab[i] for i in flat[at + split : at + size]))
+            at += size
+        pair += count
     return out

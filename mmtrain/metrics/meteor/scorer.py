@@ -30,18 +30,10 @@ def nothing_to_score(references: Sequence[Sequence[str]], candidates: Sequence[s
 
 def stats_row(alignment, n1: int, n2: int, function1: int, function2: int) -> list[float]:
     """The 23 statistics the jar prints for one hypothesis-reference alignment."""
-    row = [float(n1), float(n2), float(function1), float(function2)]
-    for module in range(4):
-        row += [
-            alignment.content1[module],
-            alignment.content2[module],
-            alignment.function1[module],
-            alignment.function2[module],
-        ]
-    row.append(alignment.chunks)
-    row.append(sum(alignment.content1) + sum(alignment.function1))
-    row.append(sum(alignment.content2) + sum(alignment.function2))
-    return row
+    a = alignment
+    per_module = [x for module in zip(a.content1, a.content2, a.function1, a.function2, strict=True) for x in module]
+    tests, refs = sum(a.content1) + sum(a.function1), sum(a.content2) + sum(a.function2)
+    return [float(n1), float(n2), float(function1), float(function2), *per_module, a.chunks, tests, refs]
 
 
 def scores_from_stats(stats: np.ndarray) -> np.ndarray:
