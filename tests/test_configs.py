@@ -17,6 +17,9 @@ GROUPS = ("encoder", "fusion", "decoder", "objective", "optim", "trainer", "data
 # Recipes whose language model comes from the Hugging Face hub: built here they would download it. tests/test_recipes.py
 # composes them and builds their image side.
 HUB_RECIPES = ("clipcap_gpt2_coco", "llava_style_coco", "llava_style_coco_lora")
+# Recipes whose language model is a folder made first (scripts/make_tiny_lm.py): tests/models/test_hf_decoder.py builds
+# them on the tiny_lm fixture's folder.
+LOCAL_LM_RECIPES = ("shapes_hf_prefix",)
 SMALL_ENCODER = ["encoder.pretrained=false", "encoder.img_size=32", "data.resize.size=32"]
 
 
@@ -55,7 +58,7 @@ def _tiny_model_overrides(cfg) -> list[str]:
     "overrides",
     [[f"fusion={f}"] for f in _options("fusion")]
     + [[f"encoder={e}"] for e in _options("encoder")]
-    + [[f"experiment={x}"] for x in _options("experiment") if x not in HUB_RECIPES],
+    + [[f"experiment={x}"] for x in _options("experiment") if x not in HUB_RECIPES + LOCAL_LM_RECIPES],
     ids=lambda o: o[0],
 )
 def test_model_configs_instantiate_and_caption(overrides):

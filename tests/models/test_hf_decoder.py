@@ -149,3 +149,21 @@ def test_an_offline_name_that_is_no_folder_and_not_cached_fails_at_once(monkeypa
         with pytest.raises(UserError, match="not a folder and not in the Hugging Face cache") as err:
             make()
         assert "\n" not in str(err.value)
+
+
+def test_the_shapes_hf_prefix_experiment_builds_on_a_local_lm_folder_and_captions(tiny_lm):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from mmtrain.cli import CONFIG_DIR
+    from mmtrain.models.build import build_captioner
+
+    overrides = ["experiment=shapes_hf_prefix", f"decoder.name_or_path={tiny_lm}", "encoder.img_size=32"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("fit", overrides=overrides)
+    assert cfg.datamodule.tokenizer == str(tiny_lm)  # the LM's tokenizer, not the store's
+    tokenizer = HFTokenizer(cfg.datamodule.tokenizer)
+    model = build_captioner(OmegaConf.to_container(cfg.model, resolve=True), tokenizer.vocab_size).eval()
+    model.ids = TextIds.of(tokenizer)
+    captions = model.generate(torch.randn(2, 3, 32, 32), max_len=4)
+    assert len(captions) == 2 and all(len(seq) <= 4 for seq in captions[0])
