@@ -108,8 +108,7 @@ class HFTokenizer:
             record = json.loads(source.decode("utf-8"))
         else:
             record = _hf_record(str(source))
-        self.model_bytes = json.dumps(record, sort_keys=True).encode("utf-8")
-        self.name_or_path = record["name_or_path"]
+        self.model_bytes = json.dumps(record, sort_keys=True).encode("utf-8")  # content only: the folder may move
         self.bos_id, self.eos_id, self.pad_id = record["bos_id"], record["eos_id"], record["pad_id"]
         self._tok = Backend.from_str(record["tokenizer_json"])
         self._special = {self.bos_id, self.eos_id, self.pad_id}
@@ -163,7 +162,6 @@ def _hf_record(name_or_path: str) -> dict:
     pad = eos if tokenizer.pad_token_id is None else tokenizer.pad_token_id
     return {
         "format": HF_FORMAT,
-        "name_or_path": name_or_path,
         "bos_id": int(bos),
         "eos_id": int(eos),
         "pad_id": int(pad),

@@ -71,6 +71,10 @@ def build_module(cfg: DictConfig, datamodule):
             "(a cross-entropy run's checkpoint) or resume=last"
         )
     captioner = build_captioner(model_config, datamodule.tokenizer.vocab_size)
+    if "name_or_path" in model_config["decoder"]:  # a Hugging Face LM: its config goes into checkpoints
+        from mmtrain.models.hf_decoder import record_lm_config
+
+        record_lm_config(model_config, captioner.decoder)
     captioner.ids = TextIds.of(datamodule.tokenizer, datamodule.prompt)
     if cfg.init_from:
         _init_weights_from(captioner, Path(cfg.init_from), datamodule.tokenizer)

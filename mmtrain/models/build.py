@@ -29,7 +29,7 @@ def build_captioner(model_config: dict, vocab_size: int, *, for_inference: bool 
     return Captioner(
         encoder=instantiate(config["encoder"]),
         fusion=instantiate(config["fusion"]),
-        decoder=instantiate(config["decoder"]),
+        decoder=instantiate(config["decoder"], _convert_="all"),  # nested options (an LM's config) as plain dicts
         vocab_size=vocab_size,
         contrastive=instantiate(config["contrastive"]) if config.get("contrastive") else None,
     )

@@ -54,6 +54,8 @@ class HFCausalLMDecoder(nn.Module):
             With ``r`` > 0 only the adapters of the LM train, whatever ``freeze`` says.
         gradient_checkpointing: recompute the LM's activations in the backward pass (less memory, more time).
         pretrained: load the LM's weights; False builds it from its config only (a checkpoint supplies them).
+        lm_config: the LM's config as a dict (fit records it in checkpoints); with ``pretrained=False`` the LM is built
+            from it, so a checkpoint loads without ``name_or_path``'s folder.
         cross_attention: completed by the captioner; a fusion that needs it is refused in :meth:`check_fusion`.
     """
 
@@ -68,11 +70,12 @@ class HFCausalLMDecoder(nn.Module):
         lora: dict | None = None,
         gradient_checkpointing: bool = False,
         pretrained: bool = True,
+        lm_config: dict | None = None,
         cross_attention: bool = False,
     ) -> None:
         super().__init__()
         self.name_or_path = str(name_or_path)
-        self.lm = load_lm(self.name_or_path, pretrained=pretrained).train()  # from_pretrained returns eval mode
+        self.lm = load_lm(self.name_or_path, pretrained=pretrained, config=lm_config).train()  # loaded in eval mode
         self.d_model = self.lm.get_input_embeddings().embedding_dim
         rows = self.lm.get_input_embeddings().num_embeddings
         if vocab_size > rows:
@@ -141,8 +144,9 @@ class HFCausalLMDecoder(nn.Module):
         return {k: v for k, v in state.items() if ".lora_" not in k}
 
 
-def load_lm(name_or_path: str, *, pretrained: bool) -> nn.Module:
-    """The causal LM at ``name_or_path``, with its weights or (``pretrained=False``) built from its config."""
+def load_lm(name_or_path: str, *, pretrained: bool, config: dict | None = None) -> nn.Module:
+    """The causal LM at ``name_or_path``, with its weights, or (``pretrained=False``) built from its ``config`` dict
+    when given, else from the config at ``name_or_path``."""
     try:
         import peft  # noqa: F401 - checked here so that a missing extra is one line before any work
         from transformers import AutoConfig, AutoModelForCausalLM
@@ -151,6 +155,9 @@ def load_lm(name_or_path: str, *, pretrained: bool) -> nn.Module:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    if not pretrained and config:
+        settings = {k: v for k, v in config.items() if k != "model_type"}
+        return AutoModelForCausalLM.from_config(AutoConfig.for_model(config["model_type"], **settings))
     require_local_or_cached(name_or_path)
     try:
         if pretrained:
@@ -211,7 +218,7 @@ def _named_tensors(module: nn.Module):
 def bundle_config(model_config: dict) -> dict:
     """``model_config`` as a bundle saves it: the LM read from the bundle's ``lm`` folder, its LoRA merged."""
     decoder = dict(model_config["decoder"])
-    decoder.update(name_or_path="lm", lora={**(decoder.get("lora") or {}), "r": 0})
+    decoder.update(name_or_path="lm", lora={**(decoder.get("lora") or {}), "r": 0}, lm_config=None)
     return {**model_config, "decoder": decoder}
 
 
@@ -238,3 +245,10 @@ def save_lm_files(decoder: HFCausalLMDecoder, tokenizer: Any, folder: Path) -> N
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(staging, folder)
+
+
+def record_lm_config(model_config: dict, decoder: nn.Module) -> None:
+    """Put the LM's config into ``model_config``'s decoder node (saved in checkpoints), so that loading a checkpoint
+    builds the LM without reading ``name_or_path`` again."""
+    if isinstance(decoder, HFCausalLMDecoder):
+        model_config["decoder"]["lm_config"] = decoder.lm.config.to_dict()

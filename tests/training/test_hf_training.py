@@ -117,3 +117,25 @@ def test_fit_caption_eval_export_and_caption_from_the_bundle(frozen_run, tiny_st
     assert from_bundle.returncode == 0, from_bundle.stderr[-2000:]
     first, second = ((tmp_path / c / "captions.jsonl").read_text().splitlines() for c in ("c1", "c2"))
     assert len(first) == 16 and [json.loads(r)["caption"] for r in first] == [json.loads(r)["caption"] for r in second]
+
+
+def test_scst_refines_a_checkpoint_on_a_language_model(frozen_run, tiny_lm, tiny_store, tmp_path):
+    """Sampling with log-probabilities and the greedy baseline run on the LM's cache; the prompt carries on."""
+    scst = _fit(tiny_store, tiny_lm, tmp_path / "scst", *FROZEN_ENCODER, "objective=scst", f"init_from={frozen_run}",
+                "objective.loss.num_samples=2", "objective.loss.max_len=6", "trainer.max_steps=2",
+                "trainer.val_check_interval=2", "prompt=a picture of")  # fmt: skip
+    checkpoint = torch.load(scst, map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 2 and checkpoint["mmtrain"]["extra"]["objective"] == "scst"
+    before, after = _state(frozen_run), checkpoint["state_dict"]
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("captioner.fusion."))
+
+
+def test_a_checkpoint_loads_without_the_lm_folder(frozen_run, tmp_path):
+    """The LM's config is in the checkpoint (and its weights, even frozen): the folder it came from may be gone."""
+    from mmtrain.models.loading import load_model
+
+    checkpoint = torch.load(frozen_run, map_location="cpu", weights_only=True)
+    checkpoint["mmtrain"]["model_config"]["decoder"]["name_or_path"] = str(tmp_path / "moved")
+    torch.save(checkpoint, tmp_path / "moved.ckpt")
+    images = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    assert load_model(tmp_path / "moved.ckpt").caption(images) == load_model(frozen_run).caption(images)
