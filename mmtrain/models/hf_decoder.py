@@ -106,15 +106,19 @@ class HFCausalLMDecoder(nn.Module):
     ) -> Tensor:
         """Logits (N, T, V) for the text positions of ``input_ids`` (N, T) after the image's prefix (N/group, P, D).
 
-        The prefix is read causally, as everything else by a causal LM (a fusion's ``prefix_bidirectional`` is not
-        honoured). With ``cache`` the call is a prefill: :meth:`step` then continues one token at a time.
+        A fusion's ``prefix_bidirectional`` (prefix embeddings that see each other) is passed to the LM as a 4-D
+        attention mask; the text is causal. With ``cache`` the call is a prefill: :meth:`step` then continues one
+        token at a time (a new token sees every position, so steps need no mask).
         """
         text = self.lm.get_input_embeddings()(input_ids)  # (N, T, D)
         prefix = None if image is None else image.prefix
+        inputs = {}
         if prefix is not None:
             prefix = prefix.to(text.dtype).repeat_interleave(group, dim=0)  # (N, P, D)
             text = torch.cat([prefix, text], dim=1)  # (N, P+T, D)
-        out = self._run(inputs_embeds=text, cache=cache, keep=input_ids.shape[1])
+            if image.prefix_bidirectional:
+                inputs["attention_mask"] = prefix_mask(prefix.shape[1], text.shape[:2], text.device)  # (N, 1, L, L)
+        out = self._run(inputs_embeds=text, cache=cache, keep=input_ids.shape[1], **inputs)
         if cache is not None:
             cache.length, cache.group = text.shape[1], group
         return out  # (N, T, V)
@@ -142,6 +146,14 @@ class HFCausalLMDecoder(nn.Module):
                 key = f"lm.{name}.weight"
                 state[key] = state[key] + module.get_delta_weight("default").to(state[key].dtype)
         return {k: v for k, v in state.items() if ".lora_" not in k}
+
+
+def prefix_mask(prefix_len: int, shape: torch.Size, device: torch.device) -> Tensor:
+    """Boolean mask (N, 1, L, L), True where attention is allowed: causal, and the prefix sees itself fully."""
+    n, length = shape
+    mask = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+    mask[:prefix_len, :prefix_len] = True
+    return mask.expand(n, 1, length, length)
 
 
 def load_lm(name_or_path: str, *, pretrained: bool, config: dict | None = None) -> nn.Module:

@@ -54,12 +54,12 @@ def test_the_tokenizer_has_gpt2s_ids_and_round_trips_through_its_checkpoint_byte
     assert again.encode("a green triangle", max_len=3) == [tokenizer.bos_id, ids[1], tokenizer.eos_id]
 
 
-@pytest.mark.parametrize("group", [1, 3])
-def test_teacher_forcing_equals_kv_cached_steps(tiny_lm, group):
+@pytest.mark.parametrize("group,bidirectional", [(1, False), (3, False), (2, True)])
+def test_teacher_forcing_equals_kv_cached_steps(tiny_lm, group, bidirectional):
     decoder = _decoder(tiny_lm)
     torch.manual_seed(1)
     prefix = torch.randn(2, 4, decoder.d_model)  # (B, P, D)
-    image = FusionOutput(memory=None, prefix=prefix, prefix_bidirectional=False)
+    image = FusionOutput(memory=None, prefix=prefix, prefix_bidirectional=bidirectional)
     ids = torch.randint(1, 100, (2 * group, 6))  # (B*G, T)
     with torch.no_grad():
         full = decoder(ids, image, group=group)  # (B*G, T, V)
@@ -167,3 +167,20 @@ def test_the_shapes_hf_prefix_experiment_builds_on_a_local_lm_folder_and_caption
     model.ids = TextIds.of(tokenizer)
     captions = model.generate(torch.randn(2, 3, 32, 32), max_len=4)
     assert len(captions) == 2 and all(len(seq) <= 4 for seq in captions[0])
+
+
+def test_a_bidirectional_prefix_sees_itself_and_the_text_stays_causal(tiny_lm):
+    decoder = _decoder(tiny_lm)
+    torch.manual_seed(2)
+    prefix = torch.randn(1, 3, decoder.d_model)
+    ids = torch.randint(1, 100, (1, 4))
+    with torch.no_grad():
+        causal = decoder(ids, FusionOutput(None, prefix, False))
+        both = decoder(ids, FusionOutput(None, prefix, True))
+        later = prefix.clone()
+        later[:, -1] += 1.0  # the last prefix embedding changes
+        moved = decoder(ids, FusionOutput(None, later, True))
+        longer = decoder(torch.cat([ids, ids], 1), FusionOutput(None, prefix, True))
+    assert not torch.allclose(causal, both)  # the prefix reads itself both ways
+    assert not torch.allclose(both, moved)
+    torch.testing.assert_close(longer[:, :4], both, rtol=1e-4, atol=1e-5)  # text never sees what comes after it
