@@ -8,13 +8,16 @@ steps on every side (eos is blocked, so every side decodes exactly ``--steps`` t
 2. Our captioner against Hugging Face ``VisionEncoderDecoderModel.generate`` on a ViT + GPT-2 (cross-attention)
    model, randomly initialised and size-matched: width, layers, heads, vocabulary, image tokens, and parameter counts
    of the encoder and the decoder.
+3. Our decoding of a Hugging Face causal LM (``decoder=hf_causal_lm``: a random-init GPT-2 saved with
+   ``save_pretrained`` and loaded with ``from_pretrained``, behind a prefix fusion) against that LM's own
+   ``generate()`` fed the same prefix embeddings (``scripts/bench_caption_lm.py``); the token ids are compared.
 
 Times are the fastest of ``--repeats`` runs after one warm-up, interleaved across sides so that background load hits
-both alike. With one thread (the default) they are the process's CPU time, which other jobs on a shared machine
+both alike (the third comparison reports the median of ``--lm-rounds`` alternating rounds). With one thread (the default) they are the process's CPU time, which other jobs on a shared machine
 barely disturb; with more threads, wall time. Needs ``transformers`` (``pip install -e '.[bench]'``). The run's
 table goes into the "caption" section of ``docs/benchmarks.md`` (``--no-doc`` leaves the page alone).
 
-Usage: python scripts/bench_caption.py [--batch 8] [--steps 30] [--threads 1] [--repeats 3] [--no-doc]
+Usage: python scripts/bench_caption.py [--batch 8] [--steps 30] [--threads 1] [--repeats 3] [--lm-rounds 5] [--no-doc]
 """
 
 from __future__ import annotations
@@ -226,12 +229,15 @@ def check_lengths(ours: list[list[list[int]]], hf: Tensor, steps: int) -> None:
 
 
 def targets(result: dict, beam: str) -> dict[str, bool]:
-    """The goals: >= 3x decode speed from the KV cache, >= 1.5x HF with beams, at least HF's speed with greedy."""
-    vs_hf = result["vs_hf"]
+    """The goals: >= 3x decode speed from the KV cache, >= 1.5x HF with beams, at least HF's speed with greedy, and
+    on a Hugging Face LM at least generate()'s speed with beams and with greedy."""
+    vs_hf, lm = result["vs_hf"], result["hf_lm_vs_generate"]
     return {
         f"kv_cache_decode_speedup_{beam}_at_least_3x": result["kv_cache_vs_no_cache"][beam]["speedup"] >= 3.0,
         f"pipeline_{beam}_at_least_1.5x_hf": vs_hf[beam]["speedup_pipeline"] >= 1.5,
         "pipeline_greedy_at_least_hf": vs_hf["greedy"]["speedup_pipeline"] >= 1.0,
+        f"hf_lm_pipeline_{beam}_at_least_generate": lm[beam]["speedup"] >= 1.0,
+        "hf_lm_pipeline_greedy_at_least_generate": lm["greedy"]["speedup"] >= 1.0,
     }
 
 
@@ -250,6 +256,12 @@ def parse_args() -> argparse.Namespace:
         ("layers", 3),
         ("heads", 4),
         ("vocab", 8000),
+        ("lm-rounds", 5),
+        ("lm-vocab", 8000),
+        ("lm-width", 384),
+        ("lm-layers", 4),
+        ("lm-heads", 6),
+        ("prefix-len", 10),
     ]:
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--no-doc", action="store_true", help="print the JSON only; leave docs/benchmarks.md alone")
@@ -292,6 +304,18 @@ def doc_rows(result: dict, beam: str) -> list[tuple]:
                 None,
             )
         )
+    for mode in ("greedy", beam):
+        lm = result["hf_lm_vs_generate"][mode]
+        rows.append(
+            (
+                f"{mode}, Hugging Face LM, whole pipeline (pixels to ids), s: ours vs its generate()",
+                lm["ours_s"],
+                lm["hf_generate_s"],
+                f"{lm['speedup']}x",
+                ">= 1x",
+                met[f"hf_lm_pipeline_{mode}_at_least_generate"],
+            )
+        )
     return rows
 
 
@@ -311,6 +335,7 @@ def write_doc(result: dict, beam: str) -> None:
         f" {params['ours']['encoder']:,} vs {params['hf']['encoder']:,} parameters, decoder"
         f" {params['ours']['decoder']:,} vs {params['hf']['decoder']:,}. The no-cache baseline decodes the same tokens"
         f" as the cache: {result['kv_cache_vs_no_cache'][beam]['same_tokens']}. Encoder share of our pipeline: {share}."
+        f" {lm_notes(result['hf_lm_vs_generate'], beam)}"
         f" Load average (1 min) {load['before']} before and {load['after']} after, on {os.cpu_count()} cores."
         " On 2026-11-29 the beam pipeline ratio read 1.35x and 1.76x in two runs a minute apart on a 2-core machine:"
         " one run's pipeline ratio is good to about 25%."
@@ -320,8 +345,23 @@ def write_doc(result: dict, beam: str) -> None:
     )
 
 
+def lm_notes(lm: dict, beam: str) -> str:
+    """The Hugging Face LM comparison's setup, for the notes under the table."""
+    setup = lm["setup"]
+    same = ", ".join(f"{mode} {lm[mode]['same_tokens']}" for mode in ("greedy", beam))
+    return (
+        f"Hugging Face LM rows: one captioner (the same ViT, a one-layer transformer mapper to {setup['prefix_len']}"
+        f" prefix embeddings, and a random-init {setup['lm']}, vocabulary {setup['lm_vocab']},"
+        f" {setup['lm_parameters']:,} parameters, {setup['attn_implementation']} attention, saved with save_pretrained"
+        " and loaded with from_pretrained); ours is mmtrain's generate, the peer is the same encoder and fusion then"
+        " the LM's generate(inputs_embeds=[prefix; bos]) with min_new_tokens so both decode every step; timing:"
+        f" {setup['timing']}. Same token ids on both sides: {same}."
+    )
+
+
 def main() -> None:
     import transformers
+    from bench_caption_lm import lm_benchmark
 
     global clock
     args = parse_args()
@@ -337,7 +377,11 @@ def main() -> None:
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     result = {
         "setup": {
-            **{k: v for k, v in vars(args).items() if k not in ("repeats", "clock")},
+            **{
+                k: v
+                for k, v in vars(args).items()
+                if k not in ("repeats", "clock") and not k.startswith("lm_") and k != "prefix_len"
+            },
             "image_tokens": ours.encoder.num_tokens,
             "dtype": "float32",
             "device": "cpu",
@@ -352,6 +396,7 @@ def main() -> None:
             "greedy": versus_hf(ours, hf, images, greedy, args.repeats),
             f"beam{args.beams}": versus_hf(ours, hf, images, beam, args.repeats),
         },
+        "hf_lm_vs_generate": lm_benchmark(args, images, {"greedy": greedy, f"beam{args.beams}": beam}, clock),
     }
     result["targets_met"] = targets(result, f"beam{args.beams}")
     result["seconds"] = round(time.perf_counter() - started, 1)

@@ -248,6 +248,31 @@ def test_the_decoding_benchmarks_no_cache_baseline_decodes_what_the_kv_cache_dec
             assert decode(baseline, fused, 3, config) == decode(model, fused, 3, config)
 
 
+def test_the_decoding_benchmarks_generate_peer_decodes_what_mmtrain_decodes_on_a_hf_lm(tmp_path):
+    """``scripts/bench_caption.py`` times our decoding of a Hugging Face LM against the LM's own ``generate()`` fed
+    the same prefix embeddings; the speed ratio only means something if both give the same token ids."""
+    pytest.importorskip("peft")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_caption_lm.py"
+    spec = importlib.util.spec_from_file_location("bench_caption_lm", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    folder = bench.write_lm(tmp_path / "lm", vocab=300, width=32, layers=2, heads=2, captions=300)
+    model = bench.build_captioner(folder, image_size=32, patch=8, d_model=32, layers=1, heads=2, prefix_len=4)
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        for config in (
+            DecodingConfig(strategy="greedy", max_len=8, block_eos=True),
+            DecodingConfig(strategy="beam", num_beams=3, max_len=8, block_eos=True),
+        ):
+            ours = bench.ours_generate(model, images, config)
+            assert [len(seq) for seq in ours] == [8, 8, 8]
+            assert ours == bench.hf_generate(model, images, config).tolist()
+
+
 @pytest.mark.parametrize("fusion", ["cross_attention", "concat"])
 def test_coordinate_readout_follows_each_image_token_to_its_position(fusion):
     """With coord_readout the decoder reads where each image token lies: other coordinates give other logits, and
