@@ -1,6 +1,6 @@
 """Write a random-init tiny GPT-2 and a tokenizer trained on a store's training captions, as a Hugging Face folder.
 
-    python scripts/make_tiny_lm.py STORE OUT [--n-embd 128 --n-layer 2 --n-head 4 --vocab-size 256 --dropout 0]
+    python scripts/make_tiny_lm.py STORE OUT [--n-embd 128 --n-layer 2 --n-head 4 --vocab-size 512 --dropout 0]
     mmtrain fit experiment=shapes_hf_prefix data.store=STORE decoder.name_or_path=OUT
 
 No download: the folder loads through from_pretrained like a hub model (docs/language-models.md).
@@ -19,7 +19,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path, help="a store written by mmtrain preprocess")
     parser.add_argument("out", type=Path, help="the folder to write")
-    parser.add_argument("--vocab-size", type=int, default=256)
+    parser.add_argument("--vocab-size", type=int, default=512)
     parser.add_argument("--n-embd", type=int, default=128)
     parser.add_argument("--n-layer", type=int, default=2)
     parser.add_argument("--n-head", type=int, default=4)

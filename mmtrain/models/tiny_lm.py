@@ -16,7 +16,7 @@ def write_tiny_lm(
     captions: Iterable[str],
     out: str | Path,
     *,
-    vocab_size: int = 256,
+    vocab_size: int = 512,
     n_embd: int = 32,
     n_layer: int = 2,
     n_head: int = 2,
@@ -24,7 +24,11 @@ def write_tiny_lm(
     dropout: float = 0.1,
     seed: int = 0,
 ) -> Path:
-    """Train the tokenizer on ``captions``, build a GPT-2 of this shape with random weights, save both to ``out``."""
+    """Train the tokenizer on ``captions``, build a GPT-2 of this shape with random weights, save both to ``out``.
+
+    The byte-level alphabet takes 256 ids and the special token one: ``vocab_size`` must be well above 257 for the
+    tokenizer to learn merges (words); at 257 or below it is character-level, and captions get 4-5x longer.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
