@@ -48,7 +48,7 @@ bench-eval: $(STAMP) ## Benchmark metrics against pycocoevalcap (JSON)
 	$(BIN)/python scripts/bench_eval.py
 
 bench-caption: $(STAMP) ## Benchmark decoding: KV cache vs none, and vs Hugging Face transformers (JSON, docs/benchmarks.md)
-	$(BIN)/pip install -q -e '.[bench]' $(TORCH_PINS)
+	$(BIN)/pip install -q -e '.[bench,hf]' $(TORCH_PINS)
 	$(BIN)/python scripts/bench_caption.py
 
 bench-train: $(STAMP) ## Benchmark training throughput: mmtrain fit vs a bare PyTorch loop (JSON, docs/benchmarks.md)

@@ -13,11 +13,12 @@ steps on every side (eos is blocked, so every side decodes exactly ``--steps`` t
    ``generate()`` fed the same prefix embeddings (``scripts/bench_caption_lm.py``); the token ids are compared.
 
 Times are the fastest of ``--repeats`` runs after one warm-up, interleaved across sides so that background load hits
-both alike (the third comparison reports the median of ``--lm-rounds`` alternating rounds). With one thread (the default) they are the process's CPU time, which other jobs on a shared machine
-barely disturb; with more threads, wall time. Needs ``transformers`` (``pip install -e '.[bench]'``). The run's
-table goes into the "caption" section of ``docs/benchmarks.md`` (``--no-doc`` leaves the page alone).
+both alike; the third comparison reports the median of ``--lm-rounds`` rounds in which the sides alternate. With one
+thread (the default) they are the process's CPU time, which other jobs on a shared machine barely disturb; with more
+threads, wall time. Needs ``transformers`` (``pip install -e '.[bench]'``; ``peft`` too, for ``decoder=hf_causal_lm``).
+The run's table goes into the "caption" section of ``docs/benchmarks.md`` (``--no-doc`` leaves the page alone).
 
-Usage: python scripts/bench_caption.py [--batch 8] [--steps 30] [--threads 1] [--repeats 3] [--lm-rounds 5] [--no-doc]
+Usage: python scripts/bench_caption.py [--batch 8] [--steps 30] [--threads 1] [--repeats 3] [--lm-rounds 9] [--no-doc]
 """
 
 from __future__ import annotations
@@ -256,7 +257,7 @@ def parse_args() -> argparse.Namespace:
         ("layers", 3),
         ("heads", 4),
         ("vocab", 8000),
-        ("lm-rounds", 5),
+        ("lm-rounds", 9),
         ("lm-vocab", 8000),
         ("lm-width", 384),
         ("lm-layers", 4),
