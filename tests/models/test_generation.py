@@ -261,6 +261,7 @@ def test_the_decoding_benchmarks_generate_peer_decodes_what_mmtrain_decodes_on_a
     spec.loader.exec_module(bench)
 
     folder = bench.write_lm(tmp_path / "lm", vocab=300, width=32, layers=2, heads=2, captions=300)
+    torch.manual_seed(0)
     model = bench.build_captioner(folder, image_size=32, patch=8, d_model=32, layers=1, heads=2, prefix_len=4)
     images = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
