@@ -471,7 +471,7 @@ def write_doc(report: dict) -> None:
         + (
             f"This row was measured again at {workers['measured']} (load average {workers['load_average_1min']['before']}"
             f" before, {workers['load_average_1min']['after']} after), once the loader kept its workers across epochs;"
-            " the other rows are from the full run, which started about half an hour earlier. "
+            " the other rows and the load figures that follow are from an earlier full run. "
             if "measured" in workers
             else ""
         )
