@@ -42,7 +42,24 @@ def train_sentencepiece(captions: Iterable[str], *, vocab_size: int, model_type:
     return model.getvalue()
 
 
-class Tokenizer:
+class _Encoder:
+    """What both tokenizers share: bos + the text's ids + eos, cut to a length with eos kept."""
+
+    bos_id: int
+    eos_id: int
+
+    def tokens(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def encode(self, text: str, *, max_len: int = 0) -> list[int]:
+        """Token ids of ``text`` with bos and eos; cut to ``max_len`` ids (eos kept) when positive."""
+        ids = [self.bos_id, *self.tokens(text), self.eos_id]
+        if max_len and len(ids) > max_len:
+            ids = ids[: max_len - 1] + [self.eos_id]
+        return ids
+
+
+class Tokenizer(_Encoder):
     """A SentencePiece model with fixed special ids (pad 0, unk 1, bos 2, eos 3)."""
 
     pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
@@ -61,13 +78,6 @@ class Tokenizer:
         """Ids of ``text`` alone, without bos or eos."""
         return self._sp.encode(text)
 
-    def encode(self, text: str, *, max_len: int = 0) -> list[int]:
-        """Token ids of ``text`` with bos and eos; cut to ``max_len`` ids (eos kept) when positive."""
-        ids = [self.bos_id, *self.tokens(text), self.eos_id]
-        if max_len and len(ids) > max_len:
-            ids = ids[: max_len - 1] + [self.eos_id]
-        return ids
-
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``, stopping at the first eos and skipping special ids."""
         out = []
@@ -83,7 +93,7 @@ HF_FORMAT = "mmtrain-hf-tokenizer/1"
 HF_EXTRA = "decoder=hf_causal_lm needs transformers, tokenizers and peft: pip install 'mmtrain[hf]'"
 
 
-class HFTokenizer:
+class HFTokenizer(_Encoder):
     """A Hugging Face fast tokenizer behind the interface of :class:`Tokenizer`.
 
     Built from a hub name or folder (``AutoTokenizer.from_pretrained``), or from its ``model_bytes``: a JSON record of
@@ -120,13 +130,6 @@ class HFTokenizer:
     def tokens(self, text: str) -> list[int]:
         """Ids of ``text`` alone, without bos or eos."""
         return self._tok.encode(text, add_special_tokens=False).ids
-
-    def encode(self, text: str, *, max_len: int = 0) -> list[int]:
-        """Token ids of ``text`` with bos and eos; cut to ``max_len`` ids (eos kept) when positive."""
-        ids = [self.bos_id, *self.tokens(text), self.eos_id]
-        if max_len and len(ids) > max_len:
-            ids = ids[: max_len - 1] + [self.eos_id]
-        return ids
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``, stopping at the first eos and skipping special ids."""
