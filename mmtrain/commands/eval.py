@@ -59,16 +59,30 @@ def _caption_split(cfg: DictConfig) -> tuple[Path, Path, Path, str | None]:
     loader = data.loader(cfg.split)
     with torch.inference_mode(), progress_bar(f"captioning {cfg.split}", len(loader.dataset)) as advance:
         for batch in loader:
-            captions = model.caption(batch.images, decoding)
-            results += [
-                {"image_id": i, "caption": c[0]} for i, c in zip(batch.image_ids.tolist(), captions, strict=True)
-            ]
-            advance(len(captions))
+            if batch.prompts is not None:
+                results += _answer(model, batch, decoding)
+            else:
+                captions = model.caption(batch.images, decoding)
+                ids = batch.image_ids.tolist()
+                results += [{"image_id": i, "caption": c[0]} for i, c in zip(ids, captions, strict=True)]
+            advance(len(batch.image_ids))
     path = Path(cfg.out) / f"results_{cfg.split}.json"
     write_json(path, results)
-    if model.captioner.contrastive is not None:
+    if model.captioner.contrastive is not None and not data.has_prompts:  # retrieval pairs images with captions
         _write_retrieval(cfg, model, data, store)
     return path, store / f"references_{cfg.split}.json", store, data.url
+
+
+def _answer(model, batch, decoding) -> list[dict]:
+    """Result rows of a batch from a store with prompts: one per (image, prompt) pair, keyed as its references are."""
+    from mmtrain.data.prompts import pair_key
+
+    answers = model.caption_prompted(batch.images, batch.prompts, decoding)
+    rows = []
+    for image_id, prompts, captions in zip(batch.image_ids.tolist(), batch.prompts, answers, strict=True):
+        for index, (prompt, caption) in enumerate(zip(prompts, captions, strict=True)):
+            rows.append({"image_id": pair_key(image_id, index), "prompt": prompt, "caption": caption[0]})
+    return rows
 
 
 def _check_image_size(model, manifest: dict, ckpt: str, store: str) -> None:

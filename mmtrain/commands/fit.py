@@ -65,7 +65,10 @@ def build_module(cfg: DictConfig, datamodule):
     if model_config["encoder"].get("img_size") != stored_size:
         log.info("encoder.img_size set to %d, the size of the images in %s", stored_size, datamodule.store)
         model_config["encoder"]["img_size"] = stored_size
-    if str(cfg.objective.loss.get("_target_", "")).endswith(".SelfCritical") and not (cfg.init_from or cfg.resume):
+    scst = str(cfg.objective.loss.get("_target_", "")).endswith(".SelfCritical")
+    if scst and datamodule.has_prompts:
+        raise UserError(f"objective=scst does not use per-sample prompts yet, and {datamodule.store} has them")
+    if scst and not (cfg.init_from or cfg.resume):
         raise UserError(
             "objective=scst refines a trained captioner: pass init_from=RUN/checkpoints/best.ckpt "
             "(a cross-entropy run's checkpoint) or resume=last"
@@ -100,6 +103,7 @@ def build_module(cfg: DictConfig, datamodule):
             "dataset": OmegaConf.to_container(cfg.data, resolve=True),
             "resize": datamodule.manifest.get("resize", {"size": datamodule.manifest["image_size"]}),
             "prompt": datamodule.prompt,
+            "per_sample_prompts": datamodule.has_prompts,
         },
         ema=ema,
     )

@@ -17,7 +17,7 @@ def run(cfg: DictConfig) -> dict:
     from mmtrain.data.sources.base import HeldOut
     from mmtrain.data.store import ImageCoding
 
-    fingerprint = OmegaConf.to_container(cfg.data.source, resolve=True)
+    fingerprint = source_fingerprint(cfg)
     fractions = {key: float(cfg.data.get(key) or 0.0) for key in ("val_fraction", "test_fraction")}
     if any(fractions.values()):  # part of the store's identity: another fraction makes another store
         fingerprint = {**fingerprint, **fractions, "seed": int(cfg.seed)}
@@ -51,6 +51,15 @@ def run(cfg: DictConfig) -> dict:
         )
     )
     return manifest
+
+
+def source_fingerprint(cfg: DictConfig) -> dict:
+    """The source's settings, part of the store's config hash. An unset ``prompt_column`` is left out, so a store
+    made before tables had prompt columns keeps its hash (preprocess again finds it up to date)."""
+    fingerprint = OmegaConf.to_container(cfg.data.source, resolve=True)
+    if "prompt_column" in fingerprint and fingerprint["prompt_column"] is None:
+        del fingerprint["prompt_column"]
+    return fingerprint
 
 
 def _dataset(cfg: DictConfig) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 
 from mmtrain.data.images import ImageRejected, ResizeSpec, load_image, read_archive_member, resolve_inside
 from mmtrain.data.loader import resolve_workers
+from mmtrain.data.prompts import clean_text, prompt_references
 from mmtrain.data.sources.base import Sample, SourceReport
 from mmtrain.data.store import (
     FORMAT_VERSION,
@@ -30,7 +31,7 @@ from mmtrain.data.store import (
     read_manifest,
     write_split,
 )
-from mmtrain.data.text import CaptionStats, clean_captions
+from mmtrain.data.text import CaptionStats
 from mmtrain.errors import UserError
 from mmtrain.io import write_bytes, write_json, write_jsonl
 from mmtrain.tokens import train_sentencepiece
@@ -138,14 +139,16 @@ class Preprocessor:
         by_split = self._validate(samples)
         stats = {split: CaptionStats() for split in by_split}
         cleaned = {
-            s.image_id: clean_captions(
-                s.captions, stats[s.split], lowercase=self.text.lowercase, max_words=self.text.max_words
+            s.image_id: clean_text(
+                s.captions, s.prompts, stats[s.split], lowercase=self.text.lowercase, max_words=self.text.max_words
             )
             for s in samples
         }
         decoded = self._decode(by_split)
         rejected = [(s, decoded[s.image_id][1]) for s in samples if decoded[s.image_id][1]]
-        rejected += [(s, "no_captions") for s in samples if not decoded[s.image_id][1] and not cleaned[s.image_id]]
+        rejected += [
+            (s, "no_captions") for s in samples if not decoded[s.image_id][1] and not cleaned[s.image_id].captions
+        ]
         self._stop_if_mostly_missing(samples, rejected)
         if self.strict and rejected:
             shutil.rmtree(self.out / ".work", ignore_errors=True)
@@ -216,16 +219,24 @@ class Preprocessor:
         shutil.rmtree(self.out / "features", ignore_errors=True)  # feature caches of the images being replaced
         bad = {s.image_id for s, _ in rejected}
         kept = {split: [s for s in samples if s.image_id not in bad] for split, samples in by_split.items()}
-        train_text = [c for s in kept["train"] for c in cleaned[s.image_id]]
+        train_text = [c for s in kept["train"] for c in cleaned[s.image_id].captions]
         if not train_text:
             raise UserError("the train split has no usable image with captions; nothing to train a tokenizer on")
+        has_prompts = any(text.prompts is not None for text in cleaned.values())
+        train_text += [p for s in kept["train"] for p in dict.fromkeys(cleaned[s.image_id].prompts or [])]
         model = train_sentencepiece(train_text, vocab_size=self.text.vocab_size, model_type=self.text.model_type)
         write_bytes(self.out / "tokenizer.model", model)
         splits = {}
         for split, samples in kept.items():
-            items = ((s.image_id, decoded[s.image_id][0], cleaned[s.image_id]) for s in samples)
-            checksum = write_split(self.out, split, items, count_hint=len(samples), coding=self.coding)
-            refs = coco_references([(s.image_id, s.file, s.captions) for s in samples], f"{split} references")
+            items = ((s.image_id, decoded[s.image_id][0], cleaned[s.image_id].captions) for s in samples)
+            prompts = {s.image_id: cleaned[s.image_id].prompts for s in samples} if has_prompts else None
+            checksum = write_split(self.out, split, items, count_hint=len(samples), coding=self.coding, prompts=prompts)
+            if has_prompts:
+                refs = prompt_references(
+                    [(s.image_id, s.file, cleaned[s.image_id]) for s in samples], f"{split} references"
+                )
+            else:
+                refs = coco_references([(s.image_id, s.file, s.captions) for s in samples], f"{split} references")
             write_json(self.out / f"references_{split}.json", refs, indent=None)
             reasons = Counter(r.split(":")[0] for s, r in rejected if s.split == split)
             splits[split] = {
@@ -263,6 +274,7 @@ class Preprocessor:
             },
             "extras": sorted(report.extras),
             "dataset": self.dataset,
+            **({"prompts": True} if has_prompts else {}),
         }
         write_json(self.out / MANIFEST, manifest)
         shutil.rmtree(self.out / ".work", ignore_errors=True)

@@ -6,8 +6,11 @@ Layout of ``OUT``::
     rejected.jsonl         one line per rejected image: split, image_id, file, reason
     tokenizer.model        SentencePiece, trained on the train split only
     {split}/               LitData chunks + index.json; items {image_id, image, captions (JSON list)}, where image
-                           is an (H,W,3) uint8 array (``image_format=raw``) or JPEG bytes (``image_format=jpeg``)
-    references_{split}.json  COCO captions ground truth with the raw captions, for metrics
+                           is an (H,W,3) uint8 array (``image_format=raw``) or JPEG bytes (``image_format=jpeg``);
+                           a store with per-sample prompts (manifest ``"prompts": true``) adds ``prompts`` (JSON
+                           list, one per caption; see :mod:`mmtrain.data.prompts`)
+    references_{split}.json  COCO captions ground truth with the raw captions, for metrics (with prompts: one
+                           "image" per (image, prompt) pair)
     features/KEY/          optional feature cache (``preprocess features=true``, see :mod:`mmtrain.training.features`):
                            features.json (the key) + train/ with items {image_id, features (N,D) fp16, captions}
 """
@@ -102,8 +105,11 @@ def write_split(
     *,
     count_hint: int = 0,
     coding: ImageCoding | None = None,
+    prompts: dict[int, list[str]] | None = None,
 ) -> str:
     """Write one split's items into ``out_dir/split`` atomically (see :func:`write_items`), images coded by ``coding``.
+
+    ``prompts`` (by image id, one per caption) are stored beside the captions when given.
 
     Returns:
         The sha256 checksum of the stored samples, in order: ids, shapes, captions and the stored image bytes (the
@@ -116,12 +122,16 @@ def write_split(
         for image_id, image, captions, stored in _encoded(items, coding):
             text = json.dumps(captions, ensure_ascii=False)
             digest.update(f"{image_id}|{image.shape}|{text}|".encode())
+            extra = {}
+            if prompts is not None:
+                extra["prompts"] = json.dumps(prompts[image_id], ensure_ascii=False)
+                digest.update(f"{extra['prompts']}|".encode())
             if isinstance(stored, bytes):
                 digest.update(f"jpeg{coding.quality}|".encode())
                 digest.update(stored)
             else:
                 digest.update(stored.tobytes())
-            yield {"image_id": int(image_id), "image": stored, "captions": text}
+            yield {"image_id": int(image_id), "image": stored, "captions": text, **extra}
 
     write_items(out_dir / split, records(), count_hint=count_hint)
     return digest.hexdigest()

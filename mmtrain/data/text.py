@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 _WHITESPACE = re.compile(r"\s+")
@@ -41,17 +40,3 @@ def normalize_caption(text: str, *, lowercase: bool = True, max_words: int = 0) 
         if len(words) > max_words:
             return " ".join(words[:max_words]), True
     return text, False
-
-
-def clean_captions(captions: Iterable[str], stats: CaptionStats, *, lowercase: bool, max_words: int) -> list[str]:
-    """Normalise captions, dropping empty ones and counting what changed in ``stats``."""
-    kept = []
-    for caption in captions:
-        cleaned, truncated = normalize_caption(caption, lowercase=lowercase, max_words=max_words)
-        if not cleaned:
-            stats.empty_dropped += 1
-            continue
-        stats.truncated += int(truncated)
-        stats.kept += 1
-        kept.append(cleaned)
-    return kept

@@ -27,13 +27,16 @@ class _Hypotheses:
         return best_running / (length**self.length_penalty) <= self.items[-1][0]
 
 
-def beam_search(model, fused, n_images: int, config) -> list[list[list[int]]]:
-    """Beam search for ``n_images`` images; returns ``num_return_sequences`` token lists per image."""
+def beam_search(model, fused, n_images: int, config, prompt: tuple[int, ...] | None = None) -> list[list[list[int]]]:
+    """Beam search for ``n_images`` images; returns ``num_return_sequences`` token lists per image.
+
+    ``prompt``: the ids after bos that every beam continues (default: the model's fixed prompt).
+    """
     from mmtrain.models.generation import _constrain, text_ids
 
     ids = text_ids(model)
     k = config.num_beams
-    logits, cache = _start(model, fused, n_images, k)
+    logits, cache = _start(model, fused, n_images, k, prompt)
     device = logits.device
     scores = torch.zeros(n_images, k, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand from the first only
@@ -63,12 +66,12 @@ def beam_search(model, fused, n_images: int, config) -> list[list[list[int]]]:
     return [[seq for _, seq in h.items[: config.num_return_sequences]] for h in hyps]
 
 
-def _start(model, fused, n_images: int, k: int) -> tuple[Tensor, KVCache]:
+def _start(model, fused, n_images: int, k: int, prompt: tuple[int, ...] | None) -> tuple[Tensor, KVCache]:
     """Prefill one bos row per image, then copy its cache and logits to the ``k`` beams, which start identical."""
     from mmtrain.models.generation import start_ids
 
     device = next(model.parameters()).device
-    logits, cache = model.start(fused, start_ids(model, n_images, device), 1)
+    logits, cache = model.start(fused, start_ids(model, n_images, device, prompt), 1)
     cache.reorder(torch.arange(n_images, device=device).repeat_interleave(k))  # (B*K,) rows of the self-attention
     cache.group = k  # cross-attention K/V stay one per image, now shared by its k beams
     return logits.repeat_interleave(k, dim=0), cache  # (B*K, V)

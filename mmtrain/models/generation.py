@@ -57,9 +57,43 @@ def generate(model, images: Tensor, config: DecodingConfig | None = None, **over
     return decode(model, model.encode(images), images.shape[0], config)
 
 
-def decode(model, fused, n_images: int, config: DecodingConfig) -> list[list[list[int]]]:
-    """Decode from already fused images (``model.encode``); the part of :func:`generate` after the encoder."""
-    return _STRATEGIES[config.strategy](model, fused, n_images, config)
+def decode(model, fused, n_images: int, config: DecodingConfig, prompt: tuple[int, ...] | None = None):
+    """Decode from already fused images (``model.encode``); the part of :func:`generate` after the encoder.
+
+    ``prompt``: the ids every sequence continues after bos, instead of the model's fixed prompt (``model.ids``).
+    """
+    return _STRATEGIES[config.strategy](model, fused, n_images, config, prompt)
+
+
+def generate_prompted(
+    model, images: Tensor, prompts: list[list[tuple[int, ...]]], config: DecodingConfig
+) -> list[list[list[list[int]]]]:
+    """Decode each image once per prompt in ``prompts`` (its own list of prompt ids): sequences per image per prompt.
+
+    Images are encoded once; the (image, prompt) pairs that share a prompt are decoded together as one batch, so
+    every row starts from the same (1+P) ids and no padding enters the prompt.
+    """
+    fused = model.encode(images)
+    groups: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+    for row, own in enumerate(prompts):
+        for index, prompt in enumerate(own):
+            groups.setdefault(tuple(prompt), []).append((row, index))
+    out: list[list] = [[None] * len(own) for own in prompts]
+    device = next(model.parameters()).device
+    for prompt, pairs in groups.items():
+        rows = torch.tensor([row for row, _ in pairs], device=device)
+        for (row, index), seqs in zip(
+            pairs, decode(model, select_rows(fused, rows), len(pairs), config, prompt), strict=True
+        ):
+            out[row][index] = seqs
+    return out
+
+
+def select_rows(fused, rows: Tensor):
+    """The fused inputs (a ``FusionOutput``) of images ``rows`` (N,), in that order; an image may repeat."""
+    memory = None if fused.memory is None else fused.memory.index_select(0, rows)  # (N, M, D)
+    prefix = None if fused.prefix is None else fused.prefix.index_select(0, rows)  # (N, P, D)
+    return fused._replace(memory=memory, prefix=prefix)
 
 
 def text_ids(model) -> TextIds:
@@ -67,10 +101,11 @@ def text_ids(model) -> TextIds:
     return getattr(model, "ids", None) or TextIds()
 
 
-def start_ids(model, n: int, device: torch.device) -> Tensor:
-    """What every sequence starts from (N, 1+P): bos, then the prompt's tokens (``model.ids``)."""
+def start_ids(model, n: int, device: torch.device, prompt: tuple[int, ...] | None = None) -> Tensor:
+    """What every sequence starts from (N, 1+P): bos, then ``prompt`` (default: the model's fixed ``model.ids``)."""
     ids = text_ids(model)
-    return torch.tensor([ids.bos, *ids.prompt], dtype=torch.long, device=device).expand(n, -1)
+    prompt = ids.prompt if prompt is None else prompt
+    return torch.tensor([ids.bos, *prompt], dtype=torch.long, device=device).expand(n, -1)
 
 
 def _constrain(logits: Tensor, step: int, history: Tensor | None, config: DecodingConfig, ids) -> Tensor:
@@ -105,13 +140,13 @@ def _finish(tokens: Tensor, n_images: int, per_image: int, eos: int) -> list[lis
     return out
 
 
-def _run_to_end(model, fused, n_images: int, config: DecodingConfig, pick) -> list[list[list[int]]]:
+def _run_to_end(model, fused, n_images: int, config: DecodingConfig, pick, prompt=None) -> list[list[list[int]]]:
     """Shared loop of greedy and sampling: ``pick`` maps constrained logits (N, V) to next tokens (N,)."""
     group = config.num_return_sequences
     n = n_images * group
     device = next(model.parameters()).device
     ids = text_ids(model)
-    logits, cache = model.start(fused, start_ids(model, n, device), group)
+    logits, cache = model.start(fused, start_ids(model, n, device, prompt), group)
     tokens = torch.empty(n, 0, dtype=torch.long, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)
     for step in range(config.max_len):
@@ -125,11 +160,11 @@ def _run_to_end(model, fused, n_images: int, config: DecodingConfig, pick) -> li
     return _finish(tokens, n_images, group, ids.eos)
 
 
-def _greedy(model, fused, n_images: int, config: DecodingConfig) -> list[list[list[int]]]:
-    return _run_to_end(model, fused, n_images, config, lambda logits: logits.argmax(dim=-1))
+def _greedy(model, fused, n_images: int, config: DecodingConfig, prompt=None) -> list[list[list[int]]]:
+    return _run_to_end(model, fused, n_images, config, lambda logits: logits.argmax(dim=-1), prompt)
 
 
-def _sample(model, fused, n_images: int, config: DecodingConfig) -> list[list[list[int]]]:
+def _sample(model, fused, n_images: int, config: DecodingConfig, prompt=None) -> list[list[list[int]]]:
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
     if config.seed is not None:
@@ -141,7 +176,7 @@ def _sample(model, fused, n_images: int, config: DecodingConfig) -> list[list[li
         probs = torch.softmax(filter_logits(logits, config), dim=-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
-    return _run_to_end(model, fused, n_images, config, pick)
+    return _run_to_end(model, fused, n_images, config, pick, prompt)
 
 
 def filter_logits(logits: Tensor, config: DecodingConfig) -> Tensor:
@@ -159,10 +194,10 @@ def filter_logits(logits: Tensor, config: DecodingConfig) -> Tensor:
     return logits
 
 
-def _beam(model, fused, n_images: int, config: DecodingConfig) -> list[list[list[int]]]:
+def _beam(model, fused, n_images: int, config: DecodingConfig, prompt=None) -> list[list[list[int]]]:
     from mmtrain.models.beam import beam_search
 
-    return beam_search(model, fused, n_images, config)
+    return beam_search(model, fused, n_images, config, prompt)
 
 
 def sample_with_logprobs(model, fused, n_images: int, k: int, max_len: int, temperature: float = 1.0):

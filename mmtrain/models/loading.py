@@ -43,6 +43,23 @@ class LoadedModel:
         sequences = self.captioner.generate(self.pixels(images), config=decoding or self.decoding)
         return [[self.tokenizer.decode(seq) for seq in seqs] for seqs in sequences]
 
+    @torch.no_grad()
+    def caption_prompted(
+        self, images: torch.Tensor, prompts: list[list[str]], decoding: DecodingConfig | None = None
+    ) -> list[list[list[str]]]:
+        """Captions for uint8 images (B, 3, H, W), once per prompt (text) of each image, each continuing its prompt:
+        ``num_return_sequences`` strings per image per prompt."""
+        from mmtrain.models.generation import generate_prompted
+
+        if self.captioner.ids.prompt:
+            raise UserError(
+                f"this model was trained with the fixed prompt {self.extra.get('prompt')!r}, so it cannot take "
+                "per-sample prompts (from a store's prompt column or an input list)"
+            )
+        ids = [[tuple(self.tokenizer.tokens(p)) if p else () for p in own] for own in prompts]
+        sequences = generate_prompted(self.captioner, self.pixels(images), ids, decoding or self.decoding)
+        return [[[self.tokenizer.decode(seq) for seq in seqs] for seqs in per_prompt] for per_prompt in sequences]
+
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """``auto`` is the current CUDA GPU when one is visible, else the CPU; a CUDA device that is not there is a

@@ -117,7 +117,8 @@ def _encoded_items(split_dir: Path, encoder: TimmEncoder, batch_size: int) -> It
             items = [stream[i] for i in range(start, min(start + batch_size, len(stream)))]
             tokens = _encode(encoder, np.stack([item_image(item) for item in items]))  # (B, N, D)
             for item, features in zip(items, tokens, strict=True):
-                yield {"image_id": int(item["image_id"]), "features": features, "captions": item["captions"]}
+                text = {key: item[key] for key in ("captions", "prompts") if key in item}
+                yield {"image_id": int(item["image_id"]), "features": features, **text}
             advance(len(items))
 
 

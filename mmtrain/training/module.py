@@ -93,8 +93,25 @@ class CaptionModule(pl.LightningModule):
         return [self.tokenizer.decode(seqs[0]) for seqs in sequences]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if batch.prompts is not None:
+            self._candidates.update(self.answer_prompts(batch))
+            return
         captions = self.generate_captions(batch.images)
         self._candidates.update(zip(batch.image_ids.tolist(), captions, strict=True))
+
+    @torch.no_grad()
+    def answer_prompts(self, batch: Batch) -> dict[str, str]:
+        """A batch of a store with prompts: the caption continuing each (image, prompt) pair, by its pair key."""
+        from mmtrain.data.prompts import pair_key
+        from mmtrain.models.generation import generate_prompted
+
+        ids = [[tuple(self.tokenizer.tokens(p)) if p else () for p in own] for own in batch.prompts]
+        sequences = generate_prompted(self.inference_captioner, self.normalize(batch.images), ids, self.decoding)
+        return {
+            pair_key(image_id, index): self.tokenizer.decode(seqs[0])
+            for image_id, per_prompt in zip(batch.image_ids.tolist(), sequences, strict=True)
+            for index, seqs in enumerate(per_prompt)
+        }
 
     def on_validation_epoch_start(self) -> None:
         self._candidates = {}

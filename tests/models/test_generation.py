@@ -314,3 +314,26 @@ def test_token_mix_lets_a_position_see_the_tokens_just_before_it_in_the_first_bl
     moved = (a - b).abs().sum(-1)[0]
     assert moved[:2].max() < 1e-6 and bool((moved[2:5] > 1e-3).all())
     assert torch.equal(past, changed[:, -2:])  # the cache keeps the last kernel-1 inputs
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_per_sample_prompts_decode_in_groups_exactly_as_one_pair_at_a_time(strategy):
+    """Each (image, prompt) pair continues its own prompt; pairs sharing a prompt decode as one batch, and the
+    results equal decoding every pair alone with that prompt as the model's fixed prompt."""
+    from dataclasses import replace
+
+    from mmtrain.models.generation import generate_prompted
+
+    model = tiny_captioner()
+    images = torch.randn(3, 3, 32, 32)
+    prompts = [[(5, 6), (7,)], [(7,)], [(), (5, 6), (9, 9, 9)]]
+    config = DecodingConfig(strategy=strategy, num_beams=3, max_len=6)
+    with torch.no_grad():
+        got = generate_prompted(model, images, prompts, config)
+    expected = []
+    for row, own in enumerate(prompts):
+        expected.append([])
+        for prompt in own:
+            model.ids = replace(model.ids, prompt=prompt)
+            expected[-1].append(generate(model, images[row : row + 1], config)[0])
+    assert got == expected

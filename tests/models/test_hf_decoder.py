@@ -184,3 +184,26 @@ def test_a_bidirectional_prefix_sees_itself_and_the_text_stays_causal(tiny_lm):
     assert not torch.allclose(causal, both)  # the prefix reads itself both ways
     assert not torch.allclose(both, moved)
     torch.testing.assert_close(longer[:, :4], both, rtol=1e-4, atol=1e-5)  # text never sees what comes after it
+
+
+def test_per_sample_prompts_on_the_lm_decode_in_groups_as_one_pair_at_a_time(tiny_lm):
+    """Rows that share a prompt are decoded together; each continues its own prompt, as it would alone."""
+    from dataclasses import replace
+
+    from mmtrain.models.generation import generate_prompted
+
+    captioner = _captioner(tiny_lm)
+    tokenizer = HFTokenizer(tiny_lm)
+    what, where = tuple(tokenizer.tokens("what is it?")), tuple(tokenizer.tokens("where is the red"))
+    images = torch.randn(2, 3, 32, 32)
+    prompts = [[what, where], [where]]
+    config = DecodingConfig(max_len=4, min_len=4)
+    with torch.no_grad():
+        got = generate_prompted(captioner, images, prompts, config)
+        fused = captioner.encode(images)
+        first = captioner.decoder(torch.tensor([[captioner.ids.bos, *where]] * 2), fused)[:, -1].argmax(-1)
+    assert [got[0][1][0][0], got[1][0][0][0]] == first.tolist()  # the LM's next token after bos + its prompt
+    for row, own in enumerate(prompts):
+        for index, prompt in enumerate(own):
+            captioner.ids = replace(captioner.ids, prompt=prompt)
+            assert got[row][index] == generate(captioner, images[row : row + 1], config)[0]

@@ -17,6 +17,7 @@ class Sample:
         captions: the human captions, raw.
         split: ``train``, ``val`` or ``test``.
         archive: a tar shard holding the image as member ``file`` (WebDataset), or None for a plain file.
+        prompts: the prompt of each caption, in the same order (a table's ``prompt_column``); None: no prompts.
     """
 
     image_id: int
@@ -25,6 +26,7 @@ class Sample:
     captions: list[str]
     split: str
     archive: str | None = None
+    prompts: list[str] | None = None
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Captions in a table: a CSV (or TSV) file with a header, or JSONL with one object a line.
 
 Each row names an image (a path relative to ``image_root``) and one caption; rows of the same image are grouped. A
-JSONL row may also give a list of captions.
+JSONL row may also give a list of captions. With a ``prompt_column`` each row also gives the prompt its captions
+answer (a question), kept beside them (see :mod:`mmtrain.data.prompts`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class _Image:
     split: str
     line: int
     captions: list[str] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
 
 
 def _open(path: Path):
@@ -83,6 +85,8 @@ class CaptionTable:
         id_column: the column holding an integer image id; None numbers images 1, 2, ... in first-seen order.
         split: the split of every image when there is no ``split_column``.
         file_format: ``csv`` or ``jsonl``, when the file name's suffix does not say.
+        prompt_column: the column holding each row's prompt (e.g. a question whose answers are the captions); None:
+            no prompts.
     """
 
     def __init__(
@@ -96,10 +100,12 @@ class CaptionTable:
         id_column: str | None = None,
         split: str = "train",
         file_format: str | None = None,
+        prompt_column: str | None = None,
     ) -> None:
         self.file, self.image_root = Path(file), Path(image_root)
         self.image_column, self.caption_column = image_column, caption_column
         self.split_column, self.id_column, self.split = split_column, id_column, split
+        self.prompt_column = prompt_column
         self.file_format = file_format or FORMATS.get(self.file.suffix.lower())
         if self.file_format not in ("csv", "jsonl"):
             raise UserError(f"{self.file}: cannot tell csv from jsonl by the name; set file_format to csv or jsonl")
@@ -120,9 +126,11 @@ class CaptionTable:
             else:
                 self._check_same(line, row, file, image)
             image.captions += captions
+            if self.prompt_column:
+                image.prompts += [self._prompt(line, row)] * len(captions)
         ids = [index if image.image_id is None else image.image_id for index, image in enumerate(images.values(), 1)]
         samples = [
-            Sample(image_id, file, self.image_root, image.captions, image.split)
+            Sample(image_id, file, self.image_root, image.captions, image.split, prompts=self._prompts(image))
             for image_id, (file, image) in zip(ids, images.items(), strict=True)
         ]
         return samples, SourceReport()
@@ -130,7 +138,7 @@ class CaptionTable:
     def _rows(self) -> Iterator[tuple[int, dict]]:
         if self.file_format == "jsonl":
             return jsonl_rows(self.file)
-        columns = [self.image_column, self.caption_column, self.split_column, self.id_column]
+        columns = [self.image_column, self.caption_column, self.split_column, self.id_column, self.prompt_column]
         return csv_rows(self.file, [column for column in columns if column])
 
     def _value(self, line: int, row: dict, column: str) -> str:
@@ -140,6 +148,17 @@ class CaptionTable:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise UserError(f"{self.file}:{line}: {column!r} must be text, got {str(value)[:60]}")
         return str(value).strip()
+
+    def _prompts(self, image: _Image) -> list[str] | None:
+        return image.prompts if self.prompt_column else None
+
+    def _prompt(self, line: int, row: dict) -> str:
+        """The row's prompt; a row without one names the option, so a misspelt column is found at once."""
+        column = self.prompt_column
+        value = row.get(column)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise UserError(f"{self.file}:{line}: missing the prompt {column!r} (data.source.prompt_column={column})")
+        return self._value(line, row, column)
 
     def _captions(self, line: int, row: dict) -> list[str]:
         value = row.get(self.caption_column)
