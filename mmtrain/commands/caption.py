@@ -1,5 +1,8 @@
 """mmtrain caption: caption images with a trained model; unreadable images are reported and skipped.
 
+A JSONL input list (``{"image": PATH, "prompt": TEXT}`` a line) gives images their prompts: each (image, prompt)
+gets a row whose caption continues the prompt, for a model trained on a store with per-sample prompts.
+
 Images are decoded by loader workers while the model captions the previous batch, and each finished batch is appended
 to ``OUT/captions.jsonl``, so memory stays bounded for a folder of any size; ``results.json`` (and ``skipped.jsonl``,
 the gallery) are written whole at the end.
@@ -25,15 +28,21 @@ def _print_table(rows: list[dict]) -> None:
 
     table = Table(title=f"{len(rows)} captions")
     table.add_column("image", overflow="fold")
+    prompted = any("prompt" in row for row in rows)
+    if prompted:
+        table.add_column("prompt")
     table.add_column("caption")
     for row in rows:
-        table.add_row(row["file"], row["caption"])
+        table.add_row(row["file"], *([row.get("prompt", "")] if prompted else []), row["caption"])
     Console(stderr=False).print(table)
 
 
-def _caption_stream(cfg: DictConfig, model, paths: list[Path], image_ids: list, decoding) -> tuple[list, list]:
+def _caption_stream(
+    cfg: DictConfig, model, paths: list[Path], image_ids: list, decoding, prompts: dict | None = None
+) -> tuple[list, list]:
     """Caption ``paths`` as workers decode them; append each finished batch's rows to ``OUT/captions.jsonl``.
 
+    With ``prompts`` (each image's prompts, from a JSONL input list) an image gets one row per prompt, continuing it.
     Returns the rows and the ``(path, reason)`` of the images that could not be read. A batch that runs out of
     accelerator memory is halved and retried.
     """
@@ -64,27 +73,50 @@ def _caption_stream(cfg: DictConfig, model, paths: list[Path], image_ids: list, 
             for item, reason in batch.failed:
                 print(f"mmtrain caption: skipped {item}: {reason}", file=sys.stderr)
             failed += batch.failed
-            captions = [] if batch.images is None else map_batches_halving(caption_batch, batch.images, batch_size)
-            done = [
-                {"file": str(path), "image_id": image_ids[i], "caption": seqs[0], "captions": seqs}
-                for i, path, seqs in zip(batch.positions, batch.paths, captions, strict=True)
-            ]
+            if prompts is None:
+                captions = [] if batch.images is None else map_batches_halving(caption_batch, batch.images, batch_size)
+                done = [
+                    {"file": str(path), "image_id": image_ids[i], "caption": seqs[0], "captions": seqs}
+                    for i, path, seqs in zip(batch.positions, batch.paths, captions, strict=True)
+                ]
+            else:
+                done = _answer_batch(model, batch, [image_ids[i] for i in batch.positions], prompts, decoding)
             if done:
                 with open(sink, "a", encoding="utf-8") as handle:  # whole lines, one write per batch
                     handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in done))
             if not cfg.table:
                 for row in done:
-                    print(json.dumps({"file": row["file"], "image_id": row["image_id"], "caption": row["caption"]}))
+                    print(json.dumps({k: row[k] for k in ("file", "image_id", "prompt", "caption") if k in row}))
             rows += done
             advance(len(batch.failed) + len(done))
     return rows, failed
+
+
+def _answer_batch(model, batch, image_ids: list, prompts: dict, decoding) -> list[dict]:
+    """Rows of a decoded batch, one per (image, prompt); an image without a prompt is captioned from bos alone.
+
+    The row's ``image_id`` is the pair's key, ``IMAGE_ID:n`` (see :mod:`mmtrain.data.prompts`).
+    """
+    from mmtrain.data.prompts import pair_key
+
+    if batch.images is None:
+        return []
+    own = [prompts.get(path, [""]) for path in batch.paths]
+    answers = model.caption_prompted(batch.images.permute(0, 3, 1, 2), own, decoding)  # (B, 3, H, W) uint8
+    rows = []
+    for path, image_id, texts, per_prompt in zip(batch.paths, image_ids, own, answers, strict=True):
+        for index, (prompt, seqs) in enumerate(zip(texts, per_prompt, strict=True)):
+            key = pair_key(image_id, index)
+            rows.append({"file": str(path), "image_id": key, "prompt": prompt, "caption": seqs[0], "captions": seqs})
+    return rows
 
 
 def _write_outputs(cfg: DictConfig, rows: list[dict], skipped: list[tuple[str, str]], references) -> None:
     from mmtrain.io import write_json, write_jsonl
 
     out = Path(cfg.out)
-    write_json(out / "results.json", [{"image_id": r["image_id"], "caption": r["caption"]} for r in rows])
+    keys = ("image_id", "prompt", "caption")
+    write_json(out / "results.json", [{k: r[k] for k in keys if k in r} for r in rows])
     if skipped:
         write_jsonl(out / "skipped.jsonl", ({"input": i, "reason": r} for i, r in skipped))
     if cfg.html:
@@ -107,7 +139,7 @@ def _write_outputs(cfg: DictConfig, rows: list[dict], skipped: list[tuple[str, s
 def run(cfg: DictConfig) -> list[dict]:
     from hydra.utils import instantiate
 
-    from mmtrain.data.inputs import expand_inputs
+    from mmtrain.data.inputs import expand_inputs, input_prompts
     from mmtrain.models.loading import load_model
     from mmtrain.outputs.coco import assign_image_ids, load_references
 
@@ -118,7 +150,8 @@ def run(cfg: DictConfig) -> list[dict]:
     references = load_references(cfg.references) if cfg.references else None
     model = load_model(cfg.ckpt).to(cfg.device)
     decoding = model.decoding if cfg.use_checkpoint_decoding else instantiate(cfg.decoding)
-    rows, failed = _caption_stream(cfg, model, paths, assign_image_ids(paths, references), decoding)
+    image_ids = assign_image_ids(paths, references)
+    rows, failed = _caption_stream(cfg, model, paths, image_ids, decoding, input_prompts([str(i) for i in inputs]))
     if not rows:
         raise UserError(
             f"no image could be captioned ({len(paths)} paths, {len(failed) + len(unmatched)} failed)",

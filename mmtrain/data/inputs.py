@@ -20,7 +20,8 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
     """Image paths for ``inputs`` and the inputs that matched nothing, as ``(input, reason)``.
 
     A ``.txt`` file lists one path per line (blank lines and ``#`` comments skipped); a relative path is taken from
-    the list's folder, or from the working directory when it exists only there.
+    the list's folder, or from the working directory when it exists only there. A ``.jsonl`` file lists images with
+    prompts (see :func:`prompted_list`).
     Folders are searched recursively for image suffixes; globs are expanded. Duplicates are dropped.
     """
     found: list[Path] = []
@@ -39,10 +40,42 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
                 line = line.strip()
                 if line and not line.startswith("#"):
                     found.append(_list_entry(path, line))
+        elif path.suffix.lower() == ".jsonl" and path.is_file():
+            found += list(prompted_list(path))
         else:
             found.append(path)  # a missing file is reported when it is read
     unique = list(dict.fromkeys(found))
     return unique, missing
+
+
+def prompted_list(list_file: Path) -> dict[Path, list[str]]:
+    """The images of a JSONL input list (``{"image": PATH, "prompt": TEXT}`` a line; paths as in a ``.txt`` list)
+    with each one's prompts, once each in first-seen order; an image may come on several lines."""
+    from mmtrain.data.sources.table import jsonl_rows
+    from mmtrain.errors import UserError
+
+    prompts: dict[Path, list[str]] = {}
+    for number, row in jsonl_rows(list_file):
+        image, prompt = row.get("image"), row.get("prompt", "")
+        if not isinstance(image, str) or not image.strip() or not isinstance(prompt, str):
+            raise UserError(f'{list_file}:{number}: expected {{"image": PATH, "prompt": TEXT}}, got {str(row)[:80]}')
+        own = prompts.setdefault(_list_entry(list_file, image.strip()), [])
+        if prompt.strip() not in own:
+            own.append(prompt.strip())
+    return prompts
+
+
+def input_prompts(inputs: list[str]) -> dict[Path, list[str]] | None:
+    """Each image's prompts from the JSONL lists among ``inputs``; None when there is no such list."""
+    lists = [Path(item) for item in inputs if item.lower().endswith(".jsonl") and Path(item).is_file()]
+    if not lists:
+        return None
+    prompts: dict[Path, list[str]] = {}
+    for list_file in lists:
+        for image, own in prompted_list(list_file).items():
+            known = prompts.setdefault(image, [])
+            known += [p for p in own if p not in known]
+    return prompts
 
 
 def _list_entry(list_file: Path, line: str) -> Path:
