@@ -36,12 +36,16 @@ def write_qa(root: Path, rows: list[dict] | None = None) -> list[str]:
             "data.source.prompt_column=question", *SMALL]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def qa_store(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("qa")
+def make_qa_store(base: Path) -> Path:
+    """``base/store``, preprocessed from the question -> answer table of :func:`qa_rows` through the CLI."""
     result = run_in_process("preprocess", *write_qa(base / "raw"), f"out={base / 'store'}")
     assert result.returncode == 0, result.stderr[-3000:]
     return base / "store"
+
+
+@pytest.fixture(scope="module")
+def qa_store(tmp_path_factory) -> Path:
+    return make_qa_store(tmp_path_factory.mktemp("qa"))
 
 
 def test_the_table_keeps_each_captions_prompt_beside_it(tmp_path: Path) -> None:

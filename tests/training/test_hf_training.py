@@ -139,3 +139,31 @@ def test_a_checkpoint_loads_without_the_lm_folder(frozen_run, tmp_path):
     torch.save(checkpoint, tmp_path / "moved.ckpt")
     images = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
     assert load_model(tmp_path / "moved.ckpt").caption(images) == load_model(frozen_run).caption(images)
+
+
+@pytest.fixture(scope="module")
+def qa_store(tmp_path_factory) -> Path:
+    """A tiny question -> answer store (see tests/data/test_prompts.py)."""
+    from tests.data.test_prompts import make_qa_store
+
+    return make_qa_store(tmp_path_factory.mktemp("qa"))
+
+
+def test_a_store_with_per_sample_prompts_trains_and_evaluates_on_the_lm(tiny_lm, qa_store, tmp_path):
+    """Each answer row starts with bos and its own question, with no loss on them; eval answers every pair."""
+    from mmtrain.data.batch import CaptionDataset, collate
+    from mmtrain.tokens import HFTokenizer
+
+    tokenizer = HFTokenizer(tiny_lm)
+    dataset = CaptionDataset(qa_store / "train", tokenizer, captions=3, max_len=16)
+    batch = collate([dataset.stream[i] for i in range(2)], dataset).choose_captions(3, seed=0, pad_id=tokenizer.pad_id)
+    for ids, targets in zip(batch.input_ids.tolist(), batch.targets.tolist(), strict=True):
+        first = targets.index(True)
+        assert tokenizer.decode(ids[1:first]) in ("what color is it?", "where is it?") and not any(targets[:first])
+    run = _fit(qa_store, tiny_lm, tmp_path / "fit", *FROZEN_ENCODER, "datamodule.batch_size=4",
+               "datamodule.eval_batch_size=2", "trainer.max_steps=2", "trainer.val_check_interval=2")  # fmt: skip
+    evaluated = run_in_process("eval", f"ckpt={run}", "split=test", f"out={tmp_path / 'eval'}", "bootstrap=0")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    rows = json.loads((tmp_path / "eval" / "results_test.json").read_text())
+    assert [(r["image_id"], r["prompt"]) for r in rows][:2] == [("14:0", "what color is it?"), ("14:1", "where is it?")]
+    assert len(rows) == 6
