@@ -159,6 +159,14 @@ def test_a_fixed_prompt_with_a_store_of_prompts_is_one_line(qa_store: Path, tmp_
     assert "prompt='a picture of'" in line and "its own prompt" in line and "drop prompt=" in line
 
 
+def test_scst_on_a_store_of_prompts_is_one_line(qa_store: Path, tmp_path: Path) -> None:
+    result = run_in_process(
+        "fit", f"data.store={qa_store}", f"out={tmp_path}", "objective=scst", "datamodule.batch_size=4"
+    )
+    assert result.returncode == 1
+    assert "objective=scst does not use per-sample prompts yet" in result.stderr.strip().splitlines()[-1]
+
+
 TINY_FIT = [
     "encoder=vit_grid_tiny", "encoder.model_kwargs.depth=1", "encoder.model_kwargs.embed_dim=32",
     "encoder.model_kwargs.num_heads=2", "decoder.d_model=32", "decoder.num_layers=1", "decoder.num_heads=2",
