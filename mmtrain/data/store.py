@@ -79,7 +79,7 @@ def item_image(item: dict) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(value)) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))  # convert("RGB") would copy
 
 
 def config_hash(config: dict) -> str:
