@@ -52,3 +52,13 @@ def test_a_layer_imported_alone_brings_in_nothing_above_it(layer):
         name for name in loaded for banned in FORBIDDEN[layer] if name == banned or name.startswith(banned + ".")
     )
     assert not above, f"importing {layer} also imported {above[:5]}"
+
+
+def test_no_module_is_longer_than_a_reader_can_hold():
+    """The house rule: no file in mmtrain/ over 300 lines (split a module rather than grow it)."""
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in sorted((ROOT / "mmtrain").rglob("*.py"))
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 300
+    }
+    assert not long, f"over 300 lines: {long}"

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtrain.metrics.meteor.aligner import Sentence, Vocabulary, align
+from mmtrain.metrics.meteor.aligner import align
 from mmtrain.metrics.meteor.normalize import normalize_line, words
 from mmtrain.metrics.meteor.resources import Lexicon, find_meteor_jar, load_lexicon, load_phrase_table, paraphrases_in
 from mmtrain.metrics.meteor.scorer import N_STATS, corpus_score, nothing_to_score, scores_from_stats, stats_row
+from mmtrain.metrics.meteor.sentence import Sentence, Vocabulary
 
 # WordNet's detachment rules for regular forms, as the jar applies them: (suffix, replacement).
 _DETACH = [
