@@ -7,7 +7,9 @@ The photos are ../shared/data/coco_tiny100 (100 real COCO images with 5 captions
   store (``image_format=jpeg``, quality 90) of the same images; with the per-image decode cost of each.
 - ``train_loader_workers_speedup``: images/s of fit's training loader over the JPEG store (read, JPEG decode,
   captions tokenized, the step's captions chosen) with ``num_workers=2`` against ``num_workers=0``, sides alternating
-  over ``--rounds`` rounds, medians compared. Steady state: the clock starts at each epoch's first batch, so the
+  over ``--rounds`` rounds, medians compared, at each of ``--workers-batch-sizes`` (the ratio reported is at 64, fit's
+  default batch size; the others are in ``by_batch_size``: each batch costs a few milliseconds to hand from a worker to
+  the training process whatever its size, so smaller batches gain less). Steady state: the clock starts at each epoch's first batch, so the
   workers' start (a fork per epoch, paid once per epoch of a real run) is reported beside it, not in the rate.
 - ``training_loader``: images/s of an epoch of ``mmtrain fit``'s training loader over the raw store (uint8
   images, captions tokenized) against a torchvision ImageFolder-style Dataset that decodes each original JPEG and
@@ -19,8 +21,8 @@ The photos are ../shared/data/coco_tiny100 (100 real COCO images with 5 captions
   module, loader and Lightning trainer, validation off), training from the feature cache against running the encoder.
   The one-off cost of writing the cache is reported beside it.
 
-Usage: python scripts/bench_data.py [--data ../shared/data] [--repeats 6] [--batch-size 32] [--size 224]
-       [--rounds 5] [--encoder vit_base_patch16_224] [--no-doc] [--from-json RUN.jsonl]
+Usage: python scripts/bench_data.py [--data ../shared/data] [--repeats 24] [--batch-size 32] [--size 224]
+       [--rounds 5] [--workers-batch-sizes 64,32] [--encoder vit_base_patch16_224] [--no-doc] [--from-json RUN.jsonl]
 """
 
 from __future__ import annotations
@@ -234,38 +236,54 @@ def loader_epoch(datamodule, loader, epoch: int) -> tuple[float, float, int, flo
     return rate, first - started, images, (cpu_seconds() - cpu) * 1000 / images
 
 
-def bench_loader_workers(jpeg: Path, batch_size: int, rounds: int) -> None:
+def bench_loader_workers(jpeg: Path, batch_sizes: list[int], rounds: int) -> None:
+    """The workers row at each of ``batch_sizes``; the headline ratio is the first (fit's default batch size)."""
     from mmtrain.data.datamodule import CaptionDataModule
 
-    sides = {}
-    for workers in (0, 2):  # one loader per side for the whole run, as fit keeps one: workers start once
-        datamodule = CaptionDataModule(
-            store=str(jpeg), batch_size=batch_size, captions_per_image=2, num_workers=workers
-        )
-        sides[workers] = (datamodule, datamodule.train_dataloader())
-    starts = {w: round(loader_epoch(*sides[w], 0)[1], 3) for w in (0, 2)}  # first epoch: start-up, page cache
-    rates: dict[int, list[float]] = {0: [], 2: []}
-    cpu_ms: dict[int, list[float]] = {0: [], 2: []}
-    for epoch in range(1, rounds + 1):
-        for workers in (0, 2):
-            rate, _, images, cpu = loader_epoch(*sides[workers], epoch)
-            rates[workers].append(round(rate, 1))
-            cpu_ms[workers].append(round(cpu, 2))
+    by_size = {}
+    for batch_size in batch_sizes:
+        sides = {}
+        for workers in (0, 2):  # one loader per side for the whole run, as fit keeps one: workers start once
+            datamodule = CaptionDataModule(
+                store=str(jpeg), batch_size=batch_size, captions_per_image=2, num_workers=workers
+            )
+            sides[workers] = (datamodule, datamodule.train_dataloader())
+        starts = {w: round(loader_epoch(*sides[w], 0)[1], 3) for w in (0, 2)}  # first epoch: start-up, page cache
+        rates: dict[int, list[float]] = {0: [], 2: []}
+        cpu_ms: dict[int, list[float]] = {0: [], 2: []}
+        for epoch in range(1, rounds + 1):
+            for workers in (0, 2):
+                rate, _, images, cpu = loader_epoch(*sides[workers], epoch)
+                rates[workers].append(round(rate, 1))
+                cpu_ms[workers].append(round(cpu, 2))
+        by_size[batch_size] = {
+            "workers_2": statistics.median(rates[2]),
+            "workers_0": statistics.median(rates[0]),
+            "ratio": round(statistics.median(rates[2]) / statistics.median(rates[0]), 2),
+            "per_round": {"workers_2": rates[2], "workers_0": rates[0]},
+            "first_epoch_first_batch_s": {"workers_2": starts[2], "workers_0": starts[0]},
+            "training_process_cpu_ms_per_image": {
+                "workers_2": statistics.median(cpu_ms[2]),
+                "workers_0": statistics.median(cpu_ms[0]),
+            },
+        }
+        del sides  # stops this size's workers before the next size's start
+    head = by_size[batch_sizes[0]]
     emit(
         "train_loader_workers_speedup",
         "images/s",
-        ("workers_2", statistics.median(rates[2])),
-        ("workers_0", statistics.median(rates[0])),
+        ("workers_2", head["workers_2"]),
+        ("workers_0", head["workers_0"]),
         1.6,
         store="jpeg_q90",
         images_per_epoch=images,
-        batch_size=batch_size,
+        batch_size=batch_sizes[0],
         rounds=rounds,
-        per_round={"workers_2": rates[2], "workers_0": rates[0]},
-        first_epoch_first_batch_s={"workers_2": starts[2], "workers_0": starts[0]},
-        training_process_cpu_ms_per_image={
-            "workers_2": statistics.median(cpu_ms[2]),
-            "workers_0": statistics.median(cpu_ms[0]),
+        per_round=head["per_round"],
+        first_epoch_first_batch_s=head["first_epoch_first_batch_s"],
+        training_process_cpu_ms_per_image=head["training_process_cpu_ms_per_image"],
+        by_batch_size={
+            str(size): {k: row[k] for k in ("workers_2", "workers_0", "ratio")} for size, row in by_size.items()
         },
     )
 
@@ -354,10 +372,17 @@ def bench_feature_cache(store: Path, encoder: str, batch_size: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data", help="real data folder; relative to the repo root")
-    parser.add_argument("--repeats", type=int, default=6, help="copies of each training photo in the loader benches")
+    parser.add_argument("--repeats", type=int, default=24, help="copies of each training photo in the loader benches")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the loader-workers bench")
+    parser.add_argument(
+        "--workers-batch-sizes",
+        type=lambda text: [int(v) for v in text.split(",")],
+        default=[64, 32],
+        help="batch sizes of the loader-workers bench, comma-separated; the ratio reported is the first's (64: fit's"
+        " default datamodule.batch_size)",
+    )
     parser.add_argument("--encoder", default="vit_base_patch16_224", help="timm model frozen in the epoch benchmark")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--from-json", type=Path, help="write the docs section from a past run's last JSON line")
@@ -405,7 +430,7 @@ def main() -> int:
         preprocess(big_table, large, large / "raw", args.size, workers=2)
         preprocess(big_table, large, large / "jpeg", args.size, workers=2, image_format="jpeg")
         bench_store_size(large / "raw", large / "jpeg", len(big_files))
-        bench_loader_workers(large / "jpeg", args.batch_size, args.rounds)
+        bench_loader_workers(large / "jpeg", args.workers_batch_sizes, args.rounds)
         bench_loader(small / "store2", train_files, args.batch_size, args.size)
         bench_feature_cache(small / "store2", args.encoder, args.batch_size)
     report = {**info, "size": args.size, "results": RESULTS}
@@ -425,7 +450,7 @@ def remeasure_workers(report: dict, coco: Path, args) -> dict:
         big_table, _ = write_table(coco.resolve(), large, args.repeats)
         preprocess(big_table, large, large / "jpeg", args.size, workers=2, image_format="jpeg")
         load_before = os.getloadavg()[0]
-        bench_loader_workers(large / "jpeg", args.batch_size, args.rounds)
+        bench_loader_workers(large / "jpeg", args.workers_batch_sizes, args.rounds)
     row = {**RESULTS[-1], "measured": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
     row["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     results = [row if r["bench"] == row["bench"] else r for r in report["results"]]
@@ -434,7 +459,7 @@ def remeasure_workers(report: dict, coco: Path, args) -> dict:
 
 TITLES = {
     "jpeg_store_size_ratio": "store size, bytes per train split: raw uint8 arrays / JPEG quality 90",
-    "train_loader_workers_speedup": "fit's training loader over the JPEG store, images/s: 2 workers vs in-process",
+    "train_loader_workers_speedup": "fit's training loader over the JPEG store, batch 64, images/s: 2 workers vs in-process",
     "training_loader": "fit's training loader over the raw store vs decoding each JPEG file, images/s (in-process)",
     "preprocess_workers": "preprocess, images/s: 2 decoding processes vs 1",
     "feature_cache_epoch": "frozen-encoder epoch, s: from the feature cache vs running the encoder",
@@ -468,6 +493,16 @@ def write_doc(report: dict) -> None:
         f"{workers['first_epoch_first_batch_s']['workers_0']} s without). CPU time of the training process per "
         f"image: {workers['training_process_cpu_ms_per_image']['workers_2']} ms with workers, "
         f"{workers['training_process_cpu_ms_per_image']['workers_0']} ms in-process. "
+        + (
+            "By batch size (2 workers, in-process images/s, ratio): "
+            + "; ".join(
+                f"{size}: {row['workers_2']}, {row['workers_0']}, {row['ratio']:.2f}x"
+                for size, row in workers["by_batch_size"].items()
+            )
+            + ". "
+            if "by_batch_size" in workers
+            else ""
+        )
         + (
             f"This row was measured again at {workers['measured']} (load average {workers['load_average_1min']['before']}"
             f" before, {workers['load_average_1min']['after']} after), once the loader kept its workers across epochs;"

@@ -110,14 +110,16 @@ class StepResumableLoader:
         if self.num_workers > 0:
             yield from self._from_workers(indices, start, batches)
             return
-        cache: dict[int, Any] = {}
+        reader = _BatchReader(self.dataset, self.collate_fn)
         for b in range(start, batches):
-            wanted = [int(i) for i in indices[b * self.batch_size : (b + 1) * self.batch_size]]
-            if any(i not in cache for i in wanted):  # read ahead in store order: sequential within chunks
-                ahead = indices[b * self.batch_size : b * self.batch_size + max(self.window_items, self.batch_size)]
-                for i in sorted(set(int(j) for j in ahead) - cache.keys()):
-                    cache[i] = self.dataset[i]
-            yield self.collate_fn([cache.pop(i) for i in wanted])
+            yield reader[self._batch(indices, b)]
+
+    def _batch(self, indices: np.ndarray, b: int) -> tuple[list[int], list[int]]:
+        """Batch ``b``'s item indices, and the indices a reader fetches with them when one is missing: the next
+        window's worth, read in store order (item by item at random, each chunk switch costs a chunk's decoding)."""
+        size = self.batch_size
+        wanted = [int(i) for i in indices[b * size : (b + 1) * size]]
+        return wanted, [int(i) for i in indices[b * size : b * size + max(self.window_items, size)]]
 
     def _from_workers(self, indices: np.ndarray, start: int, batches: int) -> Iterator[Any]:
         """Batches ``start..batches-1`` of ``indices``, each read and collated whole by one worker, in order.
@@ -144,8 +146,7 @@ class StepResumableLoader:
                 # training RNG (dropout) between a straight run and one resumed mid-epoch. Workers draw nothing.
                 generator=torch.Generator().manual_seed(self.seed),
             )
-        size = self.batch_size
-        self._plan.batches = [[int(i) for i in indices[b * size : (b + 1) * size]] for b in range(start, batches)]
+        self._plan.batches = [self._batch(indices, b) for b in range(start, batches)]
         yield from self._workers
 
 
@@ -153,9 +154,9 @@ class _Plan:
     """The sampler of the workers' loader: the batches of the epoch being read, set at each ``iter``."""
 
     def __init__(self) -> None:
-        self.batches: list[list[int]] = []
+        self.batches: list[tuple[list[int], list[int]]] = []
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[tuple[list[int], list[int]]]:
         return iter(list(self.batches))
 
     def __len__(self) -> int:
@@ -163,14 +164,25 @@ class _Plan:
 
 
 class _BatchReader:
-    """Map-style view whose item at a list of indices is their collated batch; items are read in store order."""
+    """Map-style view whose item at (batch indices, read-ahead indices) is that batch, collated.
+
+    When an item of the batch has not been read yet, every read-ahead item not held is read, in store order, and
+    only those are kept (with a worker per process, each keeps about a window's items and reads each chunk about
+    once per window instead of once per batch).
+    """
 
     def __init__(self, dataset: Any, collate_fn: Callable[[list], Any]) -> None:
         self.dataset, self.collate_fn = dataset, collate_fn
+        self.cache: dict[int, Any] = {}
 
-    def __getitem__(self, indices: list[int]) -> Any:
-        items = {i: self.dataset[i] for i in sorted(indices)}  # sequential within each chunk
-        return self.collate_fn([items[i] for i in indices])
+    def __getitem__(self, wanted_ahead: tuple[list[int], list[int]]) -> Any:
+        wanted, ahead = wanted_ahead
+        if any(i not in self.cache for i in wanted):
+            held = self.cache
+            self.cache = {i: held[i] if i in held else None for i in ahead}
+            for i in sorted(i for i, item in self.cache.items() if item is None):  # sequential within each chunk
+                self.cache[i] = self.dataset[i]
+        return self.collate_fn([self.cache.pop(i) for i in wanted])
 
 
 def _as_is(batch: Any) -> Any:

@@ -41,6 +41,31 @@ def test_restart_from_a_consumed_count_continues_exactly():
     assert full[12:24] != full[:12]  # a new epoch reshuffles
 
 
+def test_workers_keep_giving_the_planned_batches_over_many_windows_and_epochs():
+    """Each worker keeps read-ahead items between batches; whatever it holds, every batch of three epochs over ten
+    shuffle windows is the one the in-process loader gives, epoch after epoch with the same worker processes."""
+    consumed = [0]
+    loaders = {
+        workers: StepResumableLoader(
+            [{"i": i} for i in range(200)],
+            batch_size=8,
+            collate_fn=lambda items: [item["i"] for item in items],
+            seed=3,
+            consumed=lambda: consumed[0],
+            rank_world=lambda: (0, 1),
+            chunk_sizes=[20] * 10,
+            window_chunks=1,
+            num_workers=workers,
+        )
+        for workers in (0, 2)
+    }
+    for epoch in range(3):
+        consumed[0] = epoch * 25
+        in_process, from_workers = list(loaders[0]), list(loaders[2])
+        assert from_workers == in_process
+        assert [i for b in in_process for i in b] == [int(i) for i in loaders[0].epoch_indices(epoch)]
+
+
 def test_ranks_take_disjoint_shares():
     shares = [{i for b in make(rank=r, world=2) for i in b} for r in range(2)]
     assert not shares[0] & shares[1]
