@@ -505,7 +505,7 @@ def write_doc(report: dict) -> None:
         )
         + (
             f"This row was measured again at {workers['measured']} (load average {workers['load_average_1min']['before']}"
-            f" before, {workers['load_average_1min']['after']} after), once the loader kept its workers across epochs;"
+            f" before, {workers['load_average_1min']['after']} after), after a change to how workers read the store;"
             " the other rows and the load figures that follow are from an earlier full run. "
             if "measured" in workers
             else ""
