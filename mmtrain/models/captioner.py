@@ -45,7 +45,10 @@ class Captioner(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        probe_decoder = decoder(vocab_size=vocab_size, cross_attention=False)
+        # A decoder built once (a loaded LM) learns now, from the fusion's class, whether it reads a memory; the
+        # others are probed plain and rebuilt below, as they always were (the same random draws).
+        reads_memory = _built_class(decoder, "initialises_itself") and _built_class(fusion, "uses_cross_attention")
+        probe_decoder = decoder(vocab_size=vocab_size, cross_attention=reads_memory)
         d_model = probe_decoder.d_model
         self.fusion = fusion(in_dim=encoder.out_dim, d_model=d_model, num_tokens=encoder.num_tokens)
         pretrained = getattr(probe_decoder, "initialises_itself", False)  # a loaded LM: built once, weights kept
@@ -110,3 +113,8 @@ class Captioner(nn.Module):
         from mmtrain.models.generation import generate
 
         return generate(self, images, **decoding)
+
+
+def _built_class(partial: Callable, name: str) -> bool:
+    """The class attribute ``name`` of what ``partial`` (a Hydra ``_partial_`` node, a class) builds; False if none."""
+    return bool(getattr(getattr(partial, "func", partial), name, False))

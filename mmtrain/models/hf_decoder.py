@@ -1,18 +1,21 @@
-"""A Hugging Face causal LM as the captioner's decoder: the image's prefix embeddings go in before the text.
+"""A Hugging Face causal LM as the captioner's decoder: the image goes in as prefix embeddings before the text, or,
+in an LM whose architecture has cross-attention layers (GPT-2), as a memory they attend to.
 
 The LM is loaded with ``AutoModelForCausalLM.from_pretrained`` from a hub name or a local folder. The fusion's
-prefix (B, P, D) and the text's own embeddings are joined into ``inputs_embeds``; generation runs on the LM's own
-KV cache. The LM may be frozen, or adapted with LoRA through peft (only the adapters train). Its weights are never
-re-initialised by the captioner (``initialises_itself``).
+prefix (B, P, D) and the text's own embeddings are joined into ``inputs_embeds``; a fusion's memory (B, M, D) goes in
+as ``encoder_hidden_states`` (see :mod:`mmtrain.models.hf_cross_attention`). Generation runs on the LM's own KV cache.
+The LM may be frozen, or adapted with LoRA through peft (only the adapters train); cross-attention layers, new to the
+LM, always train. Its weights are never re-initialised by the captioner (``initialises_itself``).
 
 State dict names do not depend on LoRA: peft's ``base_layer`` wrapper is left out of them, so a checkpoint of a run
-without adapters initialises a run with them (``init_from``), and the adapters start as peft makes them.
+without adapters initialises a run with them (``init_from``), and the adapters start as peft makes them
+(:mod:`mmtrain.models.hf_lora`).
 """
 
 from __future__ import annotations
 
 import inspect
-import warnings
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from mmtrain.errors import UserError
+from mmtrain.models.hf_cross_attention import PREFIX_FUSIONS, add_cross_attention
+from mmtrain.models.hf_lora import BASE, add_base_layer, add_lora, drop_base_layer
 from mmtrain.tokens import HF_EXTRA, require_local_or_cached
 
 if TYPE_CHECKING:
     from mmtrain.models.fusion.base import FusionOutput
 
-PREFIX_FUSIONS = "fusion=prefix, concat, clipcap_mlp, clipcap_transformer or llava_projector"
-BASE = ".base_layer."
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,26 +41,31 @@ class HFCache:
     past: Any = None
     length: int = 0  # positions cached (prefix + text)
     group: int = 1  # text rows per image row (beam search sets it; the LM's cache is per row already)
+    memory: Tensor | None = None  # (N, M, D) the cross-attention memory of each row, which every step passes again
 
     def reorder(self, index: Tensor) -> None:
-        """Keep rows ``index`` of the cache (beam search)."""
+        """Keep rows ``index`` of the cache (beam search); the LM's cache reorders its cross-attention part too."""
         self.past.reorder_cache(index)
+        if self.memory is not None:
+            self.memory = self.memory.index_select(0, index)  # (N', M, D)
 
 
 class HFCausalLMDecoder(nn.Module):
-    """A pretrained (or saved random-init) causal LM reading prefix embeddings.
+    """A pretrained (or saved random-init) causal LM reading prefix embeddings or a cross-attention memory.
 
     Args:
         vocab_size: the tokenizer's vocabulary size (completed by the captioner); at most the LM's embedding rows.
         name_or_path: hub name or folder of the LM, as ``from_pretrained`` takes it.
-        freeze: keep the LM's own weights fixed (the fusion still trains).
+        freeze: keep the LM's own weights fixed (the fusion and new cross-attention layers still train).
         lora: ``r`` (0: off), ``alpha``, ``dropout``, ``target_modules`` (None: peft's default for the architecture).
-            With ``r`` > 0 only the adapters of the LM train, whatever ``freeze`` says.
+            With ``r`` > 0 only the adapters of the LM (and its cross-attention layers) train, whatever ``freeze``
+            says.
         gradient_checkpointing: recompute the LM's activations in the backward pass (less memory, more time).
         pretrained: load the LM's weights; False builds it from its config only (a checkpoint supplies them).
         lm_config: the LM's config as a dict (fit records it in checkpoints); with ``pretrained=False`` the LM is built
             from it, so a checkpoint loads without ``name_or_path``'s folder.
-        cross_attention: completed by the captioner; a fusion that needs it is refused in :meth:`check_fusion`.
+        cross_attention: with cross-attention layers, for a fusion that gives a memory (completed by the captioner);
+            an LM whose architecture has none is refused in one line.
     """
 
     initialises_itself = True  # the captioner leaves these weights as loaded, and builds this decoder once
@@ -75,7 +84,11 @@ class HFCausalLMDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.name_or_path = str(name_or_path)
-        self.lm = load_lm(self.name_or_path, pretrained=pretrained, config=lm_config).train()  # loaded in eval mode
+        self.lm, new = load_lm(
+            self.name_or_path, pretrained=pretrained, config=lm_config, cross_attention=cross_attention
+        )
+        self.lm.train()  # loaded in eval mode
+        self.cross_attention = bool(new)
         self.d_model = self.lm.get_input_embeddings().embedding_dim
         rows = self.lm.get_input_embeddings().num_embeddings
         if vocab_size > rows:
@@ -84,18 +97,22 @@ class HFCausalLMDecoder(nn.Module):
         lora = dict(lora or {})
         if int(lora.get("r") or 0) > 0:
             add_lora(self.lm, lora)
+        for name, param in self.lm.named_parameters():
+            if name.replace(BASE, ".") in new:  # new layers: nothing pretrained to keep
+                param.requires_grad_(True)
+        if new and pretrained:
+            log.info("%s: its %d cross-attention tensors are new, from random init; they train", name_or_path, len(new))
         if gradient_checkpointing:
             self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self._cache_arg = "cache" if "cache" in inspect.signature(self.lm.forward).parameters else "past_key_values"
-        self.register_state_dict_post_hook(_drop_base_layer)
-        self.register_load_state_dict_pre_hook(_add_base_layer)
+        self.register_state_dict_post_hook(drop_base_layer)
+        self.register_load_state_dict_pre_hook(add_base_layer)
 
     def check_fusion(self, fusion: nn.Module) -> None:
-        """Refuse, in one line, a fusion that gives no prefix embeddings."""
-        if getattr(fusion, "uses_cross_attention", False):
+        """Refuse, in one line, a fusion that gives a memory when the LM was built without cross-attention."""
+        if getattr(fusion, "uses_cross_attention", False) and not self.cross_attention:
             raise UserError(
-                f"decoder=hf_causal_lm reads the image as prefix embeddings before the text: use {PREFIX_FUSIONS} "
-                "(a causal LM has no cross-attention layers)"
+                f"decoder=hf_causal_lm was built without cross-attention layers for this fusion: use {PREFIX_FUSIONS}"
             )
 
     def new_cache(self) -> HFCache:
@@ -104,7 +121,8 @@ class HFCausalLMDecoder(nn.Module):
     def forward(
         self, input_ids: Tensor, image: FusionOutput | None = None, *, group: int = 1, cache: HFCache | None = None
     ) -> Tensor:
-        """Logits (N, T, V) for the text positions of ``input_ids`` (N, T) after the image's prefix (N/group, P, D).
+        """Logits (N, T, V) for the text positions of ``input_ids`` (N, T) after the image's prefix (N/group, P, D),
+        or attending to its memory (N/group, M, D).
 
         A fusion's ``prefix_bidirectional`` (prefix embeddings that see each other) is passed to the LM as a 4-D
         attention mask; the text is causal. With ``cache`` the call is a prefill: :meth:`step` then continues one
@@ -112,20 +130,29 @@ class HFCausalLMDecoder(nn.Module):
         """
         text = self.lm.get_input_embeddings()(input_ids)  # (N, T, D)
         prefix = None if image is None else image.prefix
+        memory = None if image is None or not self.cross_attention else image.memory
         inputs = {}
         if prefix is not None:
             prefix = prefix.to(text.dtype).repeat_interleave(group, dim=0)  # (N, P, D)
             text = torch.cat([prefix, text], dim=1)  # (N, P+T, D)
             if image.prefix_bidirectional:
                 inputs["attention_mask"] = prefix_mask(prefix.shape[1], text.shape[:2], text.device)  # (N, 1, L, L)
+        if memory is not None:
+            inputs["encoder_hidden_states"] = memory.to(text.dtype).repeat_interleave(group, dim=0)  # (N, M, D)
         out = self._run(inputs_embeds=text, cache=cache, keep=input_ids.shape[1], **inputs)
         if cache is not None:
             cache.length, cache.group = text.shape[1], group
+            cache.memory = inputs.get("encoder_hidden_states")
         return out  # (N, T, V)
 
     def step(self, input_ids: Tensor, cache: HFCache) -> Tensor:
-        """Logits (N, V) for one new token per row (N, 1), extending ``cache``."""
-        logits = self._run(input_ids=input_ids, cache=cache, keep=1)  # (N, 1, V)
+        """Logits (N, V) for one new token per row (N, 1), extending ``cache``.
+
+        The memory goes in again: the LM runs its cross-attention layers only when given one, and reads their keys
+        and values from ``cache``.
+        """
+        memory = {} if cache.memory is None else {"encoder_hidden_states": cache.memory}
+        logits = self._run(input_ids=input_ids, cache=cache, keep=1, **memory)  # (N, 1, V)
         cache.length += 1
         return logits[:, -1]
 
@@ -156,9 +183,15 @@ def prefix_mask(prefix_len: int, shape: torch.Size, device: torch.device) -> Ten
     return mask.expand(n, 1, length, length)
 
 
-def load_lm(name_or_path: str, *, pretrained: bool, config: dict | None = None) -> nn.Module:
+def load_lm(
+    name_or_path: str, *, pretrained: bool, config: dict | None = None, cross_attention: bool = False
+) -> tuple[nn.Module, frozenset[str]]:
     """The causal LM at ``name_or_path``, with its weights, or (``pretrained=False``) built from its ``config`` dict
-    when given, else from the config at ``name_or_path``."""
+    when given, else from the config at ``name_or_path``; with ``cross_attention``, built with cross-attention layers.
+
+    Returns:
+        The LM, and the names of the parameters its cross-attention layers add (empty without them).
+    """
     try:
         import peft  # noqa: F401 - checked here so that a missing extra is one line before any work
         from transformers import AutoConfig, AutoModelForCausalLM
@@ -169,62 +202,25 @@ def load_lm(name_or_path: str, *, pretrained: bool, config: dict | None = None) 
     hf_logging.disable_progress_bar()
     if not pretrained and config:
         settings = {k: v for k, v in config.items() if k != "model_type"}
-        return AutoModelForCausalLM.from_config(AutoConfig.for_model(config["model_type"], **settings))
+        lm_config = AutoConfig.for_model(config["model_type"], **settings)
+        new = add_cross_attention(lm_config) if cross_attention else frozenset()
+        return AutoModelForCausalLM.from_config(lm_config), new
     require_local_or_cached(name_or_path)
     try:
-        if pretrained:
-            return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
-        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name_or_path), dtype=torch.float32)
+        lm_config = AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
-        detail = (str(err).splitlines() or [""])[0][:160]
-        raise UserError(f"decoder.name_or_path={name_or_path}: no causal LM could be loaded ({detail})") from None
-
-
-def add_lora(lm: nn.Module, lora: dict) -> None:
-    """Inject LoRA adapters into ``lm`` in place; only they train afterwards."""
-    from peft import LoraConfig, inject_adapter_in_model
-
-    targets = lora.get("target_modules")
-    config = LoraConfig(
-        r=int(lora["r"]),
-        lora_alpha=float(lora.get("alpha") or lora["r"]),
-        lora_dropout=float(lora.get("dropout") or 0.0),
-        target_modules=list(targets) if targets else None,
-    )
-    if config.target_modules is None:
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
-
-        model_type = lm.config.model_type
-        if model_type not in DEFAULTS:
-            raise UserError(f"decoder.lora.target_modules: peft has no default for {model_type}; name the layers")
-        config.target_modules = set(DEFAULTS[model_type])
+        raise UserError(f"decoder.name_or_path={name_or_path}: no causal LM could be loaded ({_first(err)})") from None
+    new = add_cross_attention(lm_config) if cross_attention else frozenset()
     try:
-        with warnings.catch_warnings():  # peft sets fan_in_fan_out itself for GPT-2's Conv1D, and says so
-            warnings.simplefilter("ignore", UserWarning)
-            inject_adapter_in_model(config, lm)
-    except ValueError as err:
-        raise UserError(f"decoder.lora: {(str(err).splitlines() or [''])[0][:160]}") from None
-    for name, param in lm.named_parameters():
-        param.requires_grad_(".lora_" in name)
+        if pretrained:
+            return AutoModelForCausalLM.from_pretrained(name_or_path, config=lm_config, dtype=torch.float32), new
+        return AutoModelForCausalLM.from_config(lm_config, dtype=torch.float32), new
+    except (OSError, ValueError) as err:
+        raise UserError(f"decoder.name_or_path={name_or_path}: no causal LM could be loaded ({_first(err)})") from None
 
 
-def _drop_base_layer(module: nn.Module, state: dict, prefix: str, local_metadata: dict) -> None:
-    """State dict hook: ``x.base_layer.weight`` (peft's wrapper) is saved as ``x.weight``."""
-    for key in [k for k in state if k.startswith(prefix) and BASE in k]:
-        state[key.replace(BASE, ".")] = state.pop(key)
-
-
-def _add_base_layer(module: nn.Module, state: dict, prefix: str, *args: Any) -> None:
-    """Load pre-hook, the inverse of :func:`_drop_base_layer` for the layers that carry an adapter now."""
-    for real in [name for name, _ in _named_tensors(module) if BASE in name]:
-        saved = prefix + real.replace(BASE, ".")
-        if saved in state:
-            state[prefix + real] = state.pop(saved)
-
-
-def _named_tensors(module: nn.Module):
-    yield from module.named_parameters(remove_duplicate=False)
-    yield from module.named_buffers(remove_duplicate=False)
+def _first(err: Exception) -> str:
+    return (str(err).splitlines() or [""])[0][:160]
 
 
 def bundle_config(model_config: dict) -> dict:

@@ -12,7 +12,6 @@ from mmtrain.errors import UserError
 from mmtrain.models.captioner import Captioner
 from mmtrain.models.encoders import TimmEncoder
 from mmtrain.models.fusion.base import FusionOutput
-from mmtrain.models.fusion.cross_attention import CrossAttentionFusion
 from mmtrain.models.fusion.prefix import PrefixFusion
 from mmtrain.models.generation import DecodingConfig, generate
 from mmtrain.tokens import HFTokenizer, TextIds, load_tokenizer
@@ -104,12 +103,6 @@ def test_the_captioner_keeps_the_loaded_lm_weights(tiny_lm):
     captioner = _captioner(tiny_lm)
     for name, tensor in saved.items():
         torch.testing.assert_close(captioner.decoder.lm.state_dict()[name], tensor, rtol=0, atol=0)
-
-
-def test_cross_attention_fusion_is_refused_in_one_line_naming_the_fusions_that_work(tiny_lm):
-    with pytest.raises(UserError, match="use fusion=prefix, concat") as err:
-        _captioner(tiny_lm, fusion=functools.partial(CrossAttentionFusion))
-    assert "\n" not in str(err.value)
 
 
 def test_lora_state_dict_names_are_those_without_lora_and_merging_keeps_the_outputs(tiny_lm):

@@ -167,3 +167,47 @@ def test_a_store_with_per_sample_prompts_trains_and_evaluates_on_the_lm(tiny_lm,
     rows = json.loads((tmp_path / "eval" / "results_test.json").read_text())
     assert [(r["image_id"], r["prompt"]) for r in rows][:2] == [("14:0", "what color is it?"), ("14:1", "where is it?")]
     assert len(rows) == 6
+
+
+@pytest.fixture(scope="module")
+def cross_run(tiny_store, tiny_lm, tmp_path_factory) -> Path:
+    """fusion=cross_attention into the frozen GPT-2 (new cross-attention layers), frozen encoder; 4 steps."""
+    out = tmp_path_factory.mktemp("hf_cross")
+    result = run_in_process("fit", f"data.store={tiny_store}", f"out={out}", *ENCODER, *FROZEN_ENCODER,
+                            "decoder=hf_causal_lm", "fusion=cross_attention", f"decoder.name_or_path={tiny_lm}",
+                            "decoder.freeze=true", "trainer.max_steps=4", "trainer.val_check_interval=4")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "checkpoints" / "last.ckpt"
+
+
+def test_cross_attention_into_a_frozen_lm_trains_its_new_layers_and_the_checkpoint_records_them(cross_run, tiny_lm):
+    from mmtrain.models.loading import load_model
+
+    checkpoint = torch.load(cross_run, map_location="cpu", weights_only=True)
+    assert checkpoint["mmtrain"]["model_config"]["decoder"]["lm_config"]["add_cross_attention"] is True
+    state = checkpoint["state_dict"]
+    for name, tensor in _lm_weights(tiny_lm).items():
+        assert torch.equal(state[name], tensor), name  # the LM's own weights, as saved
+    trainable = [n for n, p in load_model(cross_run).captioner.named_parameters() if p.requires_grad]
+    lm = [n for n in trainable if n.startswith("decoder.")]
+    assert lm and all(".crossattention." in n or ".ln_cross_attn." in n for n in lm)
+    assert {n.split(".")[0] for n in trainable} == {"fusion", "decoder"}
+    in_optimizer = sum(len(group["params"]) for group in checkpoint["optimizer_states"][0]["param_groups"])
+    assert in_optimizer == len(trainable)
+
+
+def test_cross_attention_run_evaluates_exports_and_captions_the_same_from_the_bundle(cross_run, tiny_store, tmp_path):
+    images = tiny_store.parent / "raw" / "test2017"
+    from_checkpoint = run_in_process("caption", f"ckpt={cross_run}", f"inputs=[{images}]", f"out={tmp_path / 'c1'}")
+    assert from_checkpoint.returncode == 0, from_checkpoint.stderr[-2000:]
+    evaluated = run_in_process("eval", f"ckpt={cross_run}", "split=test", f"out={tmp_path / 'eval'}", "bootstrap=0")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "CIDEr" in json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    exported = run_in_process("export", f"ckpt={cross_run}", f"out={tmp_path / 'bundle'}")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert json.loads((tmp_path / "bundle" / "lm" / "config.json").read_text())["add_cross_attention"] is True
+    from_bundle = run_in_process("caption", f"ckpt={tmp_path / 'bundle'}", f"inputs=[{images}]",
+                                 f"out={tmp_path / 'c2'}")  # fmt: skip
+    assert from_bundle.returncode == 0, from_bundle.stderr[-2000:]
+    first, second = ((tmp_path / c / "captions.jsonl").read_text().splitlines() for c in ("c1", "c2"))
+    assert len(first) == 16 and [json.loads(r)["caption"] for r in first] == [json.loads(r)["caption"] for r in second]
