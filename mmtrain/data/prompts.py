@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmtrain.data.store import captions_file
 from mmtrain.data.text import CaptionStats, normalize_caption
 
 
@@ -67,10 +68,4 @@ def prompt_references(samples: list[tuple[int, str, CleanText]], description: st
             for caption, own in zip(text.raw, text.prompts or [], strict=True):
                 if own == prompt:
                     annotations.append({"id": len(annotations) + 1, "image_id": key, "caption": caption})
-    return {
-        "info": {"description": description},
-        "licenses": [],
-        "type": "captions",
-        "images": images,
-        "annotations": annotations,
-    }
+    return captions_file(images, annotations, description)

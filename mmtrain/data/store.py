@@ -219,6 +219,11 @@ def coco_references(samples: list[tuple[int, str, list[str]]], description: str)
         images.append({"id": image_id, "file_name": file})
         for caption in captions:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "caption": caption})
+    return captions_file(images, annotations, description)
+
+
+def captions_file(images: list[dict], annotations: list[dict], description: str) -> dict:
+    """A COCO captions file (the layout of ``captions_{split}.json``) holding ``images`` and ``annotations``."""
     return {
         "info": {"description": description},
         "licenses": [],
