@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
+# Test processes (pytest-xdist): one per core, at most 4; TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= auto
 
 .PHONY: help install browser test test-slow lint format demo bench bench-eval bench-caption bench-data bench-train bench-quality bench-retrieval clean
 
@@ -28,7 +30,7 @@ browser:
 		echo "chromium not available: the gallery's browser test will skip"
 
 test: $(STAMP) browser ## Run the test suite (fast part)
-	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile)
 
 test-slow: $(STAMP) browser ## Run the slow tests
 	$(BIN)/python -m pytest -m "slow and not gpu" -q

@@ -15,6 +15,11 @@ from types import SimpleNamespace
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One process per core runs the tests (make test): torch's threads in each would oversubscribe the machine.
+    # Set before torch is imported here or in a command's subprocess.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MMTRAIN = [sys.executable, "-m", "mmtrain.cli"]
