@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmtrain.data.image_slots import worker_images
 from mmtrain.data.prompts import distinct_prompts
 from mmtrain.data.store import item_image, open_split
 from mmtrain.tokens import PAD_ID, HFTokenizer, Tokenizer
@@ -164,17 +165,14 @@ def mirror_caption(caption: str, swaps: dict[str, str]) -> str:
 
 def _images(items: list[dict]) -> Tensor | None:
     """The items' images as uint8 (B, 3, H, W), each decoded (JPEG stores: in the loader's workers, if any) straight
-    into its slot. In a worker the batch is allocated in shared memory, so handing it to the training process copies
-    nothing more."""
+    into its place. In a worker the batch is in shared memory (:mod:`mmtrain.data.image_slots`), so handing it to the
+    training process copies nothing more."""
     if "image" not in items[0]:
         return None
     first = item_image(items[0])
     shape = (len(items), first.shape[2], *first.shape[:2])
-    if torch.utils.data.get_worker_info() is not None:
-        storage = torch.empty(0, dtype=torch.uint8)._typed_storage()._new_shared(int(np.prod(shape)))
-        images = torch.empty(0, dtype=torch.uint8).new(storage).view(shape)
-    else:
-        images = torch.empty(shape, dtype=torch.uint8)
+    in_worker = torch.utils.data.get_worker_info() is not None
+    images = worker_images(shape) if in_worker else torch.empty(shape, dtype=torch.uint8)
     out = images.numpy()
     out[0] = first.transpose(2, 0, 1)
     for i, item in enumerate(items[1:], start=1):

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mmtrain.data.image_slots import ImageSlots
 from mmtrain.errors import UserError
 
 
@@ -76,6 +77,7 @@ class StepResumableLoader:
         self.num_workers, self.pin_memory, self.prefetch_factor = num_workers, pin_memory, prefetch_factor
         self._plan: _Plan | None = None
         self._workers: Any = None  # a torch DataLoader whose processes live as long as this loader
+        self._slots: ImageSlots | None = None  # the workers' image buffers
         self.consumed, self.rank_world = consumed, rank_world
         sizes = chunk_sizes or [len(dataset)]
         bounds = np.cumsum([0, *sizes])
@@ -112,14 +114,19 @@ class StepResumableLoader:
             return
         reader = _BatchReader(self.dataset, self.collate_fn)
         for b in range(start, batches):
-            yield reader[self._batch(indices, b)]
+            yield reader[self._batch(indices, b, batches)]
 
-    def _batch(self, indices: np.ndarray, b: int) -> tuple[list[int], list[int]]:
-        """Batch ``b``'s item indices, and the indices a reader fetches with them when one is missing: the next
-        window's worth, read in store order (item by item at random, each chunk switch costs a chunk's decoding)."""
+    def _batch(self, indices: np.ndarray, b: int, batches: int, stride: int = 1) -> tuple[list[int], list[int]]:
+        """Batch ``b``'s item indices, and the indices a reader fetches with them when one is missing, read in store
+        order (item by item at random, each chunk switch costs a chunk's decoding): the items of the batches this
+        reader serves next within a window's span of the order, every ``stride``-th batch from ``b`` (a reader in one
+        of ``stride`` workers, which take the batches in turn, reads no item that another worker's batch holds)."""
         size = self.batch_size
-        wanted = [int(i) for i in indices[b * size : (b + 1) * size]]
-        return wanted, [int(i) for i in indices[b * size : b * size + max(self.window_items, size)]]
+        span = max(-(-self.window_items // size), 1)  # batches per window, at least this one
+        mine = range(b, min(b + span, batches), stride)
+        return [int(i) for i in indices[b * size : (b + 1) * size]], [
+            int(i) for k in mine for i in indices[k * size : (k + 1) * size]
+        ]
 
     def _from_workers(self, indices: np.ndarray, start: int, batches: int) -> Iterator[Any]:
         """Batches ``start..batches-1`` of ``indices``, each read and collated whole by one worker, in order.
@@ -132,8 +139,10 @@ class StepResumableLoader:
 
         if self._workers is None:
             self._plan = _Plan()
+            # Each worker has image buffers for the batches it may have in flight, and two held by the trainer
+            self._slots = ImageSlots(self.num_workers, self.prefetch_factor + 2)
             self._workers = DataLoader(
-                _BatchReader(self.dataset, self.collate_fn),
+                _BatchReader(self.dataset, self.collate_fn, self._slots),
                 sampler=self._plan,
                 batch_size=None,  # each sampled element is a whole batch of indices
                 collate_fn=_as_is,
@@ -146,8 +155,11 @@ class StepResumableLoader:
                 # training RNG (dropout) between a straight run and one resumed mid-epoch. Workers draw nothing.
                 generator=torch.Generator().manual_seed(self.seed),
             )
-        self._plan.batches = [self._batch(indices, b) for b in range(start, batches)]
-        yield from self._workers
+        # The DataLoader hands the plan's batches to its workers in turn, from the first worker at each epoch
+        self._plan.batches = [self._batch(indices, b, batches, self.num_workers) for b in range(start, batches)]
+        self._slots.start_epoch()
+        for slot, batch in self._workers:
+            yield self._slots.receive(slot, batch)
 
 
 class _Plan:
@@ -171,18 +183,24 @@ class _BatchReader:
     once per window instead of once per batch).
     """
 
-    def __init__(self, dataset: Any, collate_fn: Callable[[list], Any]) -> None:
-        self.dataset, self.collate_fn = dataset, collate_fn
+    def __init__(self, dataset: Any, collate_fn: Callable[[list], Any], slots: ImageSlots | None = None) -> None:
+        self.dataset, self.collate_fn, self.slots = dataset, collate_fn, slots
         self.cache: dict[int, Any] = {}
 
     def __getitem__(self, wanted_ahead: tuple[list[int], list[int]]) -> Any:
+        """The batch; with ``slots`` (in a worker), the slot its images were decoded into, and the batch."""
         wanted, ahead = wanted_ahead
         if any(i not in self.cache for i in wanted):
             held = self.cache
             self.cache = {i: held[i] if i in held else None for i in ahead}
             for i in sorted(i for i, item in self.cache.items() if item is None):  # sequential within each chunk
                 self.cache[i] = self.dataset[i]
-        return self.collate_fn([self.cache.pop(i) for i in wanted])
+        items = [self.cache.pop(i) for i in wanted]
+        if self.slots is None:
+            return self.collate_fn(items)
+        with self.slots.collating():
+            batch = self.collate_fn(items)
+        return self.slots.taken, batch
 
 
 def _as_is(batch: Any) -> Any:

@@ -3,6 +3,7 @@ the same batches whether worker processes read them or the training process does
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 import pytest
@@ -66,6 +67,39 @@ def test_workers_keep_giving_the_planned_batches_over_many_windows_and_epochs():
         assert [i for b in in_process for i in b] == [int(i) for i in loaders[0].epoch_indices(epoch)]
 
 
+class CountedReads(list):
+    """Items that count every read, in whichever process it happens (worker processes are forked)."""
+
+    def __init__(self, items) -> None:
+        super().__init__(items)
+        self.reads = multiprocessing.get_context("fork").Value("i", 0)
+
+    def __getitem__(self, index):
+        with self.reads.get_lock():
+            self.reads.value += 1
+        return super().__getitem__(index)
+
+
+def test_two_workers_read_each_item_of_an_epoch_once():
+    """A worker reads ahead only the items of the batches it will be given: with two workers, an epoch costs the
+    store one read per item, as in the training process, not one per item per worker."""
+    items = CountedReads({"i": i} for i in range(200))
+    loader = StepResumableLoader(
+        items,
+        batch_size=8,
+        collate_fn=lambda batch: [item["i"] for item in batch],
+        seed=0,
+        consumed=lambda: 0,
+        rank_world=lambda: (0, 1),
+        chunk_sizes=[20] * 10,
+        window_chunks=2,  # 5 batches a window: each worker's read-ahead spans several of its batches
+        num_workers=2,
+    )
+    batches = list(loader)
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    assert items.reads.value == 200
+
+
 def test_ranks_take_disjoint_shares():
     shares = [{i for b in make(rank=r, world=2) for i in b} for r in range(2)]
     assert not shares[0] & shares[1]
@@ -112,10 +146,10 @@ def test_a_batch_larger_than_a_shuffle_window_is_read_whole():
     assert sorted(i for b in batches for i in b) == list(range(96))
 
 
-def _all_batches(store, workers: int, consumed: int = 0) -> list:
+def _all_batches(store, workers: int, consumed: int = 0, batch_size: int = 16) -> list:
     from mmtrain.data.datamodule import CaptionDataModule
 
-    loader = CaptionDataModule(store=str(store), batch_size=16, num_workers=workers).train_dataloader()
+    loader = CaptionDataModule(store=str(store), batch_size=batch_size, num_workers=workers).train_dataloader()
     loader.consumed = lambda: consumed
     return list(loader)
 
@@ -128,6 +162,15 @@ def test_two_workers_give_exactly_the_batches_read_in_process(tiny_jpeg_store, c
         assert a.image_ids.tolist() == b.image_ids.tolist()
         assert torch.equal(a.images, b.images) and a.images.shape == (16, 3, 32, 32)  # decoded from JPEG by workers
         assert a.caption_pool == b.caption_pool and a.mirrored_pool == b.mirrored_pool
+
+
+def test_batches_held_to_the_end_of_an_epoch_keep_their_images_while_workers_reuse_their_buffers(tiny_jpeg_store):
+    """Workers decode into a few shared buffers each, reused batch after batch; a batch the training process keeps
+    (24 batches here, 12 per worker, several turns of its buffers) still holds the images read in process."""
+    in_process, workers = (_all_batches(tiny_jpeg_store, w, batch_size=4) for w in (0, 2))
+    assert len(in_process) == len(workers) == 24
+    for a, b in zip(in_process, workers, strict=True):
+        assert a.image_ids.tolist() == b.image_ids.tolist() and torch.equal(a.images, b.images)
 
 
 @pytest.mark.parametrize("value,count", [(0, 0), (3, 3), ("2", 2), ("auto", len(os.sched_getaffinity(0)))])
