@@ -435,6 +435,7 @@ def main() -> int:
         bench_feature_cache(small / "store2", args.encoder, args.batch_size)
     report = {**info, "size": args.size, "results": RESULTS}
     report["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
+    report["finished"] = time.strftime("%Y-%m-%d %H:%M %Z")
     print(json.dumps(report), flush=True)  # the whole run, last: --from-json reads it back
     if not args.no_doc:
         write_doc(report)
@@ -510,8 +511,12 @@ def write_doc(report: dict) -> None:
             if "measured" in workers
             else ""
         )
-        + f"Load average (1 min) {load['before']} before and {load['after']} after the run on "
-        f"{report['cpus']} cores: other jobs shared the machine, which slows both sides; worker ratios need free cores."
+        + f"Load average (1 min) {load['before']} before and {load['after']} after the run on {report['cpus']} cores"
+        + (
+            ": other jobs shared the machine, which slows both sides; worker ratios need free cores."
+            if load["before"] >= 1.0
+            else " (the figure after counts the benchmark's own processes)."
+        )
     )
     autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
     if autogroup.is_file() and autogroup.read_text().strip() == "1":
@@ -521,7 +526,12 @@ def write_doc(report: dict) -> None:
             " training process alone would get, and the ratio shows their overhead rather than their parallelism."
         )
     write_section(
-        "data", "Data path: store format, loader workers, preprocess, feature cache", report, rows, notes=notes
+        "data",
+        "Data path: store format, loader workers, preprocess, feature cache",
+        report,
+        rows,
+        notes=notes,
+        stamp=None if "measured" in workers else report.get("finished"),
     )
 
 

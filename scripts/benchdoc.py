@@ -83,6 +83,7 @@ def write_section(
     headers: Sequence[str] = ROW_HEADERS,
     notes: str = "",
     doc: Path = DOC,
+    stamp: str | None = None,
 ) -> None:
     """Replace (or append) the section ``name`` of the benchmarks page and keep the run's JSON beside it.
 
@@ -94,8 +95,9 @@ def write_section(
         headers: column names when the rows have another shape.
         notes: a paragraph under the table (how it was measured, what is not met and by how much).
         doc: the page to write, for tests.
+        stamp: when the run was made (a section written again from a past run's JSON); default: now.
     """
-    stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    stamp = stamp or _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     body = [
         f"<!-- bench:{name} -->",
         f"## {title}",
