@@ -53,7 +53,9 @@ def test_fit_writes_checkpoints_logs_and_config(tiny_checkpoint):
 def test_eval_checkpoint_on_test_split(tiny_checkpoint, tmp_path):
     # METEOR off: its first use on a machine reads the 5.3-million-pair paraphrase table (30-45 s on 2 cores), which
     # the slow test below does with eval's default meteor=auto.
-    result = run_cli("eval", f"ckpt={tiny_checkpoint}", "split=test", f"out={tmp_path}", "bootstrap=50", "meteor=false")
+    result = run_in_process(
+        "eval", f"ckpt={tiny_checkpoint}", "split=test", f"out={tmp_path}", "bootstrap=50", "meteor=false"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("Bleu_1", "Bleu_4", "ROUGE_L", "CIDEr", "scene_accuracy"):
@@ -81,7 +83,7 @@ def test_caption_images_and_report_unreadable(tiny_checkpoint, tiny_store, tmp_p
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
     out = tmp_path / "out"
-    result = run_cli("caption", f"ckpt={tiny_checkpoint}", f"inputs=[{images[0].parent},{broken}]", f"out={out}")
+    result = run_in_process("caption", f"ckpt={tiny_checkpoint}", f"inputs=[{images[0].parent},{broken}]", f"out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
     assert len(rows) == 16
