@@ -6,8 +6,10 @@ batch); the same block reused costs none. Each worker therefore keeps a few bloc
 straight into a free one. The training process marks a slot free again only once nothing in it refers to the batch
 that arrived in it (no tensor, view or array made from it: storage reference counts say so), so a batch a user keeps
 never shares memory with one a worker is writing. When every slot of a worker is still held, the worker takes a fresh
-block, as without slots: never a wait. The training process keeps each slot mapped, so reading a reused slot costs
-it no page faults either.
+block, as without slots: never a wait. The training process keeps each slot mapped, so reading a reused slot (and
+copying it into page-locked memory, on a GPU) costs it no page faults either.
+
+Reference counts are per process: a batch's images handed on to another process must be cloned first.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import multiprocessing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,16 +42,35 @@ def worker_images(shape: tuple[int, ...]) -> Tensor:
     return shared_empty(shape) if slots is None else slots.take(shape)
 
 
+@dataclass
+class SlotBatch:
+    """What a worker hands back: the batch, the slot its images are in (-1: none), and, once the loader has copied
+    the batch into page-locked memory, the slot's images themselves (so the training process keeps them mapped)."""
+
+    slot: int
+    batch: Any
+    shared: Tensor | None = None
+
+    def pin_memory(self) -> SlotBatch:
+        """The batch in page-locked memory (the loader's pin-memory thread calls this)."""
+        if not hasattr(self.batch, "pin_memory"):
+            return self
+        shared = self.batch.images if self.slot >= 0 else None
+        return SlotBatch(self.slot, self.batch.pin_memory(), shared)
+
+
 class ImageSlots:
     """``per_worker`` reusable image buffers for each of ``workers`` loader workers.
 
     Made in the training process before the workers start, so that all of them share its flags: one byte per slot,
-    set while the slot may be written (the training process refers to nothing in it).
+    set while the slot may be written (the training process refers to nothing in it), and the number of the epoch
+    being read (tasks of an earlier one are dropped by the loader, so workers skip them).
     """
 
     def __init__(self, workers: int, per_worker: int) -> None:
-        self.per_worker = per_worker
-        self.free = multiprocessing.RawArray("b", [1] * (workers * per_worker))
+        self.per_worker = per_worker if reference_counts_work() else 0  # 0: a fresh block for every batch
+        self.free = multiprocessing.RawArray("b", [1] * (workers * self.per_worker))
+        self.epoch = multiprocessing.RawValue("i", 0)
         self.buffers: dict[int, Tensor] = {}  # in a worker: its slots
         self.mapped: dict[int, tuple[StorageWeakRef, Any]] = {}  # in the training process: each slot, kept mapped
         self.outstanding: set[int] = set()  # in the training process: slots received and not yet freed
@@ -80,29 +102,48 @@ class ImageSlots:
                 return buffer
         return shared_empty(shape)
 
-    def receive(self, slot: int, batch: Any) -> Any:
-        """In the training process, for each batch as it arrives with its slot (-1: none): free every slot whose
-        batch nothing here refers to any more, and note this one. Returns ``batch``."""
+    def receive(self, item: SlotBatch) -> Any:
+        """In the training process, for each batch as it arrives: free every slot whose batch nothing here refers to
+        any more, note this one's slot, and return the batch."""
         for held in [held for held in self.outstanding if _references(self.mapped[held]) <= 1]:
             self.outstanding.discard(held)  # only our own mapping is left: no one can read the slot again
             self.free[held] = 1
-        if slot >= 0 and not batch.images.is_shared():  # the loader copied it into page-locked memory on the way
-            self.free[slot] = 1
-        elif slot >= 0:
-            storage = batch.images.untyped_storage()
-            self.mapped[slot] = StorageWeakRef(storage), storage
-            self.outstanding.add(slot)
-        return batch
+        if item.slot >= 0:
+            storage = (item.batch.images if item.shared is None else item.shared).untyped_storage()
+            self.mapped[item.slot] = StorageWeakRef(storage), storage
+            if item.shared is None:
+                self.outstanding.add(item.slot)
+            else:  # the batch was copied into page-locked memory: nothing here reads the slot again
+                self.free[item.slot] = 1
+        return item.batch
 
-    def start_epoch(self) -> None:
-        """Before the workers start an epoch: free the slots of batches read ahead for the last one and dropped
-        unread (the loader discards them; no one here can read them), keeping those of batches still referred to."""
-        self.receive(-1, None)
+    def start_epoch(self) -> int:
+        """Before the workers are given an epoch: its number, which workers compare with their tasks' (a task of an
+        abandoned epoch is skipped: the loader drops its batch unread). Frees the slots of such batches already
+        made, keeping those of batches still referred to."""
+        self.receive(SlotBatch(-1, None))
+        self.epoch.value += 1
         for slot in range(len(self.free)):
             if slot not in self.outstanding:
                 self.free[slot] = 1
+        return self.epoch.value
 
 
 def _references(held: tuple[StorageWeakRef, Any]) -> int:
     """How many tensors and storages in this process refer to a slot's memory (the slot's own mapping is one)."""
     return torch._C._storage_Use_Count(held[0].cdata)
+
+
+def reference_counts_work() -> bool:
+    """Whether this torch counts a storage's references as :func:`_references` reads them (a private function): a
+    tensor and a view of it, beside the storage held, read 3; without them, 1. Slots are only reused if so."""
+    try:
+        tensor = torch.empty(4)
+        storage = tensor.untyped_storage()
+        held = StorageWeakRef(storage), storage
+        view = tensor[1:]
+        counted = _references(held)
+        del tensor, view
+        return counted >= 3 and _references(held) == 1
+    except (AttributeError, RuntimeError, TypeError):
+        return False

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mmtrain.data.image_slots import ImageSlots
+from mmtrain.data.image_slots import ImageSlots, SlotBatch
 from mmtrain.errors import UserError
 
 
@@ -155,20 +155,21 @@ class StepResumableLoader:
                 # training RNG (dropout) between a straight run and one resumed mid-epoch. Workers draw nothing.
                 generator=torch.Generator().manual_seed(self.seed),
             )
+        epoch = self._slots.start_epoch()
         # The DataLoader hands the plan's batches to its workers in turn, from the first worker at each epoch
-        self._plan.batches = [self._batch(indices, b, batches, self.num_workers) for b in range(start, batches)]
-        self._slots.start_epoch()
-        for slot, batch in self._workers:
-            yield self._slots.receive(slot, batch)
+        plan = [self._batch(indices, b, batches, self.num_workers) for b in range(start, batches)]
+        self._plan.batches = [(wanted, ahead, epoch) for wanted, ahead in plan]
+        for item in self._workers:
+            yield self._slots.receive(item)
 
 
 class _Plan:
     """The sampler of the workers' loader: the batches of the epoch being read, set at each ``iter``."""
 
     def __init__(self) -> None:
-        self.batches: list[tuple[list[int], list[int]]] = []
+        self.batches: list[tuple[list[int], list[int], int]] = []  # (batch, read-ahead, epoch number)
 
-    def __iter__(self) -> Iterator[tuple[list[int], list[int]]]:
+    def __iter__(self) -> Iterator[tuple[list[int], list[int], int]]:
         return iter(list(self.batches))
 
     def __len__(self) -> int:
@@ -187,9 +188,12 @@ class _BatchReader:
         self.dataset, self.collate_fn, self.slots = dataset, collate_fn, slots
         self.cache: dict[int, Any] = {}
 
-    def __getitem__(self, wanted_ahead: tuple[list[int], list[int]]) -> Any:
-        """The batch; with ``slots`` (in a worker), the slot its images were decoded into, and the batch."""
-        wanted, ahead = wanted_ahead
+    def __getitem__(self, task: tuple) -> Any:
+        """The batch of ``task`` (batch indices, read-ahead indices); with ``slots`` (in a worker, whose tasks also
+        carry their epoch's number) a :class:`SlotBatch`, empty for a task of an abandoned epoch."""
+        wanted, ahead, *epoch = task
+        if self.slots is not None and epoch[0] != self.slots.epoch.value:
+            return SlotBatch(-1, None)  # the loader drops this batch unread: neither read nor decode it
         if any(i not in self.cache for i in wanted):
             held = self.cache
             self.cache = {i: held[i] if i in held else None for i in ahead}
@@ -200,7 +204,7 @@ class _BatchReader:
             return self.collate_fn(items)
         with self.slots.collating():
             batch = self.collate_fn(items)
-        return self.slots.taken, batch
+        return SlotBatch(self.slots.taken, batch)
 
 
 def _as_is(batch: Any) -> Any:

@@ -173,6 +173,26 @@ def test_batches_held_to_the_end_of_an_epoch_keep_their_images_while_workers_reu
         assert a.image_ids.tolist() == b.image_ids.tolist() and torch.equal(a.images, b.images)
 
 
+def test_an_epoch_abandoned_mid_way_leaves_the_next_one_exact(tiny_jpeg_store):
+    """A run that stops reading an epoch early (its workers have batches of it in hand) gets exactly the next epoch's
+    batches from the same workers, as the in-process loader reads them."""
+    from mmtrain.data.datamodule import CaptionDataModule
+
+    loaders = [
+        CaptionDataModule(store=str(tiny_jpeg_store), batch_size=4, num_workers=w).train_dataloader() for w in (0, 2)
+    ]
+    workers = loaders[1]
+    workers.consumed = lambda: 0
+    started = iter(workers)
+    next(started), next(started)  # two of the epoch's 24 batches, then the epoch is given up
+    for loader in loaders:
+        loader.consumed = lambda: 24  # epoch 1 from its start
+    expected, got = list(loaders[0]), list(workers)
+    assert len(got) == 24
+    for a, b in zip(expected, got, strict=True):
+        assert a.image_ids.tolist() == b.image_ids.tolist() and torch.equal(a.images, b.images)
+
+
 @pytest.mark.parametrize("value,count", [(0, 0), (3, 3), ("2", 2), ("auto", len(os.sched_getaffinity(0)))])
 def test_worker_counts_are_whole_numbers_or_auto(value, count):
     assert resolve_workers(value, key="datamodule.num_workers") == count
