@@ -193,6 +193,28 @@ def test_an_epoch_abandoned_mid_way_leaves_the_next_one_exact(tiny_jpeg_store):
         assert a.image_ids.tolist() == b.image_ids.tolist() and torch.equal(a.images, b.images)
 
 
+def test_a_slot_is_written_again_only_once_nothing_refers_to_its_batch():
+    """The training process's side of the workers' image buffers: a slot whose batch (or a view of its images) is
+    still held stays taken; once dropped, the next arrival frees it. A batch the loader copied into page-locked
+    memory (GPU training) frees its slot at once."""
+    from mmtrain.data.batch import Batch
+    from mmtrain.data.image_slots import ImageSlots, SlotBatch, shared_empty
+
+    slots = ImageSlots(workers=1, per_worker=2)
+    slots.free[0] = slots.free[1] = 0  # both taken by the worker
+    held = slots.receive(SlotBatch(0, Batch(shared_empty((2, 3, 4, 4)), torch.arange(2))))
+    view = held.images[1:]
+    del held
+    slots.receive(SlotBatch(-1, None))
+    assert list(slots.free) == [0, 0]  # the view still reads slot 0
+    del view
+    slots.receive(SlotBatch(-1, None))
+    assert list(slots.free) == [1, 0]
+    copied = Batch(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.arange(2))  # as the pin-memory thread leaves it
+    batch = slots.receive(SlotBatch(1, copied, shared=shared_empty((2, 3, 4, 4))))
+    assert batch is copied and list(slots.free) == [1, 1]
+
+
 @pytest.mark.parametrize("value,count", [(0, 0), (3, 3), ("2", 2), ("auto", len(os.sched_getaffinity(0)))])
 def test_worker_counts_are_whole_numbers_or_auto(value, count):
     assert resolve_workers(value, key="datamodule.num_workers") == count
