@@ -15,7 +15,7 @@ from mmtrain.models.generation import DecodingConfig, generate
 
 pytest.importorskip("peft")
 from mmtrain.models.hf_decoder import HFCausalLMDecoder  # noqa: E402
-from tests.models.test_hf_decoder import _captioner, _decoder  # noqa: E402
+from tests.models.test_hf_decoder import _captioner, _decoder, forced_and_cached  # noqa: E402
 
 CROSS = functools.partial(CrossAttentionFusion)
 
@@ -31,14 +31,11 @@ def test_teacher_forcing_equals_kv_cached_steps_with_cross_attention(tiny_lm, gr
     memory = torch.randn(2, 5, decoder.d_model)  # (B, M, D)
     image = FusionOutput(memory=memory, prefix=None, prefix_bidirectional=False)
     ids = torch.randint(1, 100, (2 * group, 6))  # (B*G, T)
+    full, steps, cache = forced_and_cached(decoder, ids, image, group)  # (B*G, T, V), (B*G, T-1, V)
     with torch.no_grad():
-        full = decoder(ids, image, group=group)  # (B*G, T, V)
         other = decoder(ids, image._replace(memory=memory.flip(0)), group=group)
-        cache = decoder.new_cache()
-        first = decoder(ids[:, :2], image, group=group, cache=cache)[:, -1]
-        steps = [first] + [decoder.step(ids[:, t : t + 1], cache) for t in range(2, 6)]
     assert not torch.allclose(full, other)  # the text reads the memory
-    torch.testing.assert_close(torch.stack(steps, 1), full[:, 1:], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(steps, full[:, 1:], rtol=1e-4, atol=1e-5)
     assert cache.length == 6 and cache.memory.shape == (2 * group, 5, decoder.d_model)
 
 

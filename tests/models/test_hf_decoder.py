@@ -53,6 +53,17 @@ def test_the_tokenizer_has_gpt2s_ids_and_round_trips_through_its_checkpoint_byte
     assert again.encode("a green triangle", max_len=3) == [tokenizer.bos_id, ids[1], tokenizer.eos_id]
 
 
+def forced_and_cached(decoder, ids, image, group):
+    """Logits of ``ids`` (N, T) by teacher forcing (N, T, V), and from a 2-token prefill then one cached step per
+    token (N, T-1, V, for positions 1..T-1), with the cache they leave."""
+    with torch.no_grad():
+        full = decoder(ids, image, group=group)  # (N, T, V)
+        cache = decoder.new_cache()
+        first = decoder(ids[:, :2], image, group=group, cache=cache)[:, -1]
+        steps = [first] + [decoder.step(ids[:, t : t + 1], cache) for t in range(2, ids.shape[1])]
+    return full, torch.stack(steps, 1), cache
+
+
 @pytest.mark.parametrize("group,bidirectional", [(1, False), (3, False), (2, True)])
 def test_teacher_forcing_equals_kv_cached_steps(tiny_lm, group, bidirectional):
     decoder = _decoder(tiny_lm)
@@ -60,12 +71,8 @@ def test_teacher_forcing_equals_kv_cached_steps(tiny_lm, group, bidirectional):
     prefix = torch.randn(2, 4, decoder.d_model)  # (B, P, D)
     image = FusionOutput(memory=None, prefix=prefix, prefix_bidirectional=bidirectional)
     ids = torch.randint(1, 100, (2 * group, 6))  # (B*G, T)
-    with torch.no_grad():
-        full = decoder(ids, image, group=group)  # (B*G, T, V)
-        cache = decoder.new_cache()
-        first = decoder(ids[:, :2], image, group=group, cache=cache)[:, -1]
-        steps = [first] + [decoder.step(ids[:, t : t + 1], cache) for t in range(2, 6)]
-    torch.testing.assert_close(torch.stack(steps, 1), full[:, 1:], rtol=1e-4, atol=1e-5)
+    full, steps, cache = forced_and_cached(decoder, ids, image, group)
+    torch.testing.assert_close(steps, full[:, 1:], rtol=1e-4, atol=1e-5)
     assert cache.length == 4 + 6
 
 
