@@ -156,24 +156,31 @@ class StepResumableLoader:
                 generator=torch.Generator().manual_seed(self.seed),
             )
         epoch = self._slots.start_epoch()
-        # The DataLoader hands the plan's batches to its workers in turn, from the first worker at each epoch
-        plan = [self._batch(indices, b, batches, self.num_workers) for b in range(start, batches)]
-        self._plan.batches = [(wanted, ahead, epoch) for wanted, ahead in plan]
+
+        def tasks() -> Iterator[tuple[list[int], list[int], int]]:
+            # Made as the loader dispatches them (a whole epoch's read-ahead lists would hold a window of indices per
+            # batch); it hands them to its workers in turn, from the first worker at each epoch
+            for b in range(start, batches):
+                yield (*self._batch(indices, b, batches, self.num_workers), epoch)
+
+        self._plan.tasks, self._plan.count = tasks, batches - start
         for item in self._workers:
             yield self._slots.receive(item)
 
 
 class _Plan:
-    """The sampler of the workers' loader: the batches of the epoch being read, set at each ``iter``."""
+    """The sampler of the workers' loader: the tasks (batch, read-ahead, epoch number) of the epoch being read, set at
+    each ``iter``."""
 
     def __init__(self) -> None:
-        self.batches: list[tuple[list[int], list[int], int]] = []  # (batch, read-ahead, epoch number)
+        self.tasks: Callable[[], Iterator[tuple[list[int], list[int], int]]] = lambda: iter(())
+        self.count = 0
 
     def __iter__(self) -> Iterator[tuple[list[int], list[int], int]]:
-        return iter(list(self.batches))
+        return self.tasks()
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return self.count
 
 
 class _BatchReader:
